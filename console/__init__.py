@@ -1,0 +1,1 @@
+"""vsm-console operator console: CLI, TUI, daemon and ctl client."""

@@ -1,0 +1,1 @@
+"""vsm-console node runtime (never imports textual or asyncio)."""

@@ -1,0 +1,1 @@
+"""Sans-IO core: pure classes, time passed in, no trio, no sockets."""

@@ -1,0 +1,98 @@
+"""Every error the node raises, in one place.
+
+Names end in ``Error``; messages say what was wrong and how big, and whose
+fault it is where that matters (a remote peer's bad bytes are a
+``ProtocolError``; our own misuse or bad settings are a ``ConfigError``).
+"""
+
+from __future__ import annotations
+
+
+class VsmError(Exception):
+    """Base class of every error vsm-console raises on purpose."""
+
+
+# --- configuration -------------------------------------------------------
+
+
+class ConfigError(VsmError, ValueError):
+    """A setting is invalid (bad config file, flag, env var or argument)."""
+
+
+class NotBuiltError(VsmError, NotImplementedError):
+    """A subsystem that is not built yet was asked for.
+
+    Raised instead of returning made-up numbers.
+    """
+
+
+# --- clocks ----------------------------------------------------------------
+
+
+class ClockError(VsmError):
+    """Base class of hybrid logical clock errors."""
+
+
+class ClockOffsetError(ClockError):
+    """A remote timestamp is further ahead of our wall clock than allowed."""
+
+
+class ClockOverflowError(ClockError):
+    """The logical counter would pass its bound (wall clock stuck far behind)."""
+
+
+# --- wire protocol -----------------------------------------------------------
+
+
+class ProtocolError(VsmError):
+    """Bytes or messages from a peer break the protocol.
+
+    Every problem found while decoding untrusted input is a subclass of this,
+    so a reader task needs exactly one ``except ProtocolError``.
+    """
+
+
+class FrameTooLargeError(ProtocolError):
+    """A length prefix announces a frame larger than ``max_frame``."""
+
+
+class MalformedFrameError(ProtocolError):
+    """A frame's payload is not one valid msgpack object."""
+
+
+class LimitExceededError(ProtocolError):
+    """A decoded value exceeds a limit (nesting depth, string, list or map size)."""
+
+
+class InvalidMessageError(ProtocolError):
+    """A message has the wrong shape or field types."""
+
+
+class UnknownMessageError(ProtocolError):
+    """A message kind this version does not know."""
+
+
+class HandshakeError(ProtocolError):
+    """The peer failed the handshake (version, cluster, name, timeout)."""
+
+
+class AuthenticationError(HandshakeError):
+    """The peer could not prove it knows the cluster cookie."""
+
+
+# --- partitions ----------------------------------------------------------------
+
+
+class PartitionConfigError(ConfigError):
+    """A partition strategy is configured so that it could pick two winners."""
+
+
+class ResolutionError(VsmError, ValueError):
+    """An operator's resolution cannot be applied (e.g. names nodes of two sides)."""
+
+
+# --- supervision ---------------------------------------------------------------
+
+
+class EscalationError(VsmError):
+    """A supervised component restarted too often; the node gives up."""
