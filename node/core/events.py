@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from node.core.hlc import MAX_NODE_NAME, Timestamp
+from node.core.hlc import MAX_LOGICAL, MAX_NODE_NAME, MAX_PHYSICAL, Timestamp
 from node.errors import ConfigError, InvalidMessageError, LimitExceededError
 
 DEFAULT_MAX_HOPS = 8
@@ -136,35 +136,34 @@ def check_data(data: object, *, max_depth: int = MAX_DATA_DEPTH) -> Mapping[str,
     if not isinstance(data, Mapping):
         raise InvalidMessageError(f"event data must be a map, got {type(data).__name__}")
     # Iterative walk: recursion depth must not depend on untrusted input.
-    stack: list[tuple[object, int]] = [(data, 1)]
+    # Exact type checks first: this runs for every received event.
+    stack: list[tuple[Any, int]] = [(data, 1)]
     while stack:
         value, depth = stack.pop()
-        if isinstance(value, Mapping):
-            if depth > max_depth:
-                raise LimitExceededError(f"event data nested deeper than {max_depth} levels")
-            for key, item in value.items():
+        if depth > max_depth:
+            raise LimitExceededError(f"event data nested deeper than {max_depth} levels")
+        if type(value) is dict or isinstance(value, Mapping):
+            for key in value:
                 if type(key) is not str:
                     raise InvalidMessageError(f"event data keys must be strings, got {key!r:.40}")
-                if isinstance(item, (Mapping, list, tuple)):
-                    stack.append((item, depth + 1))
-                elif not isinstance(item, _SCALARS):
-                    raise InvalidMessageError(
-                        f"event data value of type {type(item).__name__} is not msgpack-able"
-                    )
-        elif isinstance(value, (list, tuple)):
-            if depth > max_depth:
-                raise LimitExceededError(f"event data nested deeper than {max_depth} levels")
-            for item in value:
-                if isinstance(item, (Mapping, list, tuple)):
-                    stack.append((item, depth + 1))
-                elif not isinstance(item, _SCALARS):
-                    raise InvalidMessageError(
-                        f"event data value of type {type(item).__name__} is not msgpack-able"
-                    )
+            children = value.values()
+        else:
+            children = value
+        for item in children:
+            t = type(item)
+            if t in _SCALAR_TYPES:
+                continue
+            if t is dict or t is list or isinstance(item, (Mapping, list, tuple)):
+                stack.append((item, depth + 1))
+            else:
+                raise InvalidMessageError(
+                    f"event data value of type {t.__name__} is not msgpack-able"
+                )
     return data
 
 
-_SCALARS = (str, bytes, int, float, bool, type(None))
+_SCALAR_TYPES = frozenset({str, bytes, int, float, bool, type(None)})
+_CHANNEL_BY_VALUE = {c.value: c for c in Channel}
 
 
 @attrs.frozen(slots=True)
@@ -211,16 +210,26 @@ class Event:
             raise InvalidMessageError(f"event must be a 9-item array, got {_shape(raw)}")
         etype, channel, data, source, phys, logical, hlc_node, hops, compressed = raw
         check_event_type(etype)
-        try:
-            chan = Channel(channel)
-        except (ValueError, TypeError):
-            raise InvalidMessageError(f"unknown channel {channel!r:.40}") from None
+        chan = _CHANNEL_BY_VALUE.get(channel) if type(channel) is str else None
+        if chan is None:
+            raise InvalidMessageError(f"unknown channel {channel!r:.40}")
         check_data(data)
         if type(source) is not str or not 0 < len(source) <= MAX_NODE_NAME:
             raise InvalidMessageError(f"event source must be a name of 1..{MAX_NODE_NAME} chars")
-        hlc = Timestamp.from_wire([phys, logical, hlc_node])
+        if (
+            type(phys) is int
+            and type(logical) is int
+            and 0 <= phys <= MAX_PHYSICAL
+            and 0 <= logical <= MAX_LOGICAL
+            and hlc_node == source
+        ):
+            hlc = Timestamp(phys, logical, source)  # the common case, validated inline
+        else:
+            hlc = Timestamp.from_wire([phys, logical, hlc_node])
         if type(hops) is not int or not 0 <= hops <= max_hops:
-            raise InvalidMessageError(f"event hops must be int in [0, {max_hops}], got {hops!r:.20}")
+            raise InvalidMessageError(
+                f"event hops must be int in [0, {max_hops}], got {hops!r:.20}"
+            )
         if type(compressed) is not bool:
             raise InvalidMessageError("event compressed marker must be a bool")
         return cls(etype, chan, data, source, hlc, hops, compressed)

@@ -46,10 +46,14 @@ class Timestamp:
     def from_wire(cls, raw: object) -> Timestamp:
         """Build from ``[physical, logical, node]``; InvalidMessageError if malformed."""
         if not isinstance(raw, (list, tuple)) or len(raw) != 3:
-            raise InvalidMessageError(f"timestamp must be [physical, logical, node], got {raw!r:.80}")
+            raise InvalidMessageError(
+                f"timestamp must be [physical, logical, node], got {raw!r:.80}"
+            )
         physical, logical, node = raw
         if type(physical) is not int or not 0 <= physical <= MAX_PHYSICAL:
-            raise InvalidMessageError(f"timestamp physical must be int in [0, 2^63), got {physical!r:.40}")
+            raise InvalidMessageError(
+                f"timestamp physical must be int in [0, 2^63), got {physical!r:.40}"
+            )
         if type(logical) is not int or not 0 <= logical <= MAX_LOGICAL:
             raise InvalidMessageError(
                 f"timestamp logical must be int in [0, {MAX_LOGICAL}], got {logical!r:.40}"

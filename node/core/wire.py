@@ -1,0 +1,457 @@
+"""Wire codec, sans-IO: frames, message types, msgpack, validation and limits.
+
+A frame is a 4-byte big-endian length followed by exactly one msgpack object,
+``[kind, field, ...]``. ``encode(message)`` makes a frame; a ``Decoder`` is fed
+bytes as they arrive and yields typed messages. Everything the decoder finds
+wrong with untrusted input is a ``ProtocolError`` subclass whose message says
+what was wrong and how big. An oversize length prefix is rejected as soon as
+its 4 bytes arrive, before any payload is buffered.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, Protocol
+
+import attrs
+import msgpack
+
+from node.core.events import DEFAULT_MAX_HOPS, Event
+from node.core.hlc import MAX_NODE_NAME, Timestamp
+from node.errors import (
+    FrameTooLargeError,
+    InvalidMessageError,
+    LimitExceededError,
+    MalformedFrameError,
+    ProtocolError,
+    UnknownMessageError,
+)
+
+PROTOCOL_VERSION = 1
+DEFAULT_MAX_FRAME = 1 << 20
+HEADER = struct.Struct(">I")
+HEADER_SIZE = HEADER.size
+# Per-value limits inside one frame. The frame size already bounds memory;
+# these keep one hostile frame from becoming millions of Python objects.
+MAX_STR_LEN = 256 * 1024
+MAX_BIN_LEN = 256 * 1024
+MAX_ARRAY_LEN = 65_536
+MAX_MAP_LEN = 65_536
+MAX_BATCH = 10_000
+MAX_MEMBERS = 4_096
+NONCE_SIZE = 16
+MAC_SIZE = 32
+MAX_REASON = 1_024
+
+
+class Kind(enum.IntEnum):
+    HELLO = 1
+    AUTH = 2
+    WELCOME = 3
+    EVENTS = 4
+    HEARTBEAT = 5
+    ALGEDONIC = 6
+    ALGEDONIC_ACK = 7
+    RESOLVE = 8
+    BYE = 9
+
+
+class Message(Protocol):
+    KIND: ClassVar[Kind]
+
+    def to_wire(self) -> list[Any]: ...
+
+
+# --- field validation (one place, so every message says errors the same way) ---
+
+
+def _name(value: object, field: str) -> str:
+    if type(value) is not str or not 0 < len(value) <= MAX_NODE_NAME:
+        raise InvalidMessageError(f"{field} must be a string of 1..{MAX_NODE_NAME} chars")
+    return value
+
+
+def _text(value: object, field: str, max_len: int = MAX_REASON) -> str:
+    if type(value) is not str or len(value) > max_len:
+        raise InvalidMessageError(f"{field} must be a string of at most {max_len} chars")
+    return value
+
+
+def _int(value: object, field: str, lo: int = 0, hi: int = 2**63 - 1) -> int:
+    if type(value) is not int or not lo <= value <= hi:
+        raise InvalidMessageError(f"{field} must be an int in [{lo}, {hi}], got {value!r:.30}")
+    return value
+
+
+def _bytes(value: object, field: str, size: int) -> bytes:
+    if type(value) is not bytes or len(value) != size:
+        raise InvalidMessageError(f"{field} must be {size} bytes")
+    return value
+
+
+def _names(value: object, field: str, max_items: int = MAX_MEMBERS) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > max_items:
+        raise InvalidMessageError(f"{field} must be a list of at most {max_items} names")
+    return tuple(_name(v, field) for v in value)
+
+
+def _fields(raw: list[Any], n: int, kind: Kind) -> list[Any]:
+    if len(raw) != n:
+        raise InvalidMessageError(f"{kind.name} needs {n} fields, got {len(raw)}")
+    return raw
+
+
+# --- messages -------------------------------------------------------------------
+
+
+@attrs.frozen
+class Hello:
+    """First message both ways: who I am and a fresh nonce for the cookie proof."""
+
+    KIND: ClassVar[Kind] = Kind.HELLO
+    version: int
+    cluster: str
+    node: str
+    role: str
+    nonce: bytes
+    address: str = ""  # where this node listens ("" for none, e.g. an observer)
+
+    def to_wire(self) -> list[Any]:
+        return [self.version, self.cluster, self.node, self.role, self.nonce, self.address]
+
+    @classmethod
+    def from_wire(cls, raw: list[Any]) -> Hello:
+        version, cluster, node, role, nonce, address = _fields(raw, 6, cls.KIND)
+        return cls(
+            _int(version, "HELLO version", 0, 65_535),
+            _name(cluster, "HELLO cluster"),
+            _name(node, "HELLO node"),
+            _name(role, "HELLO role"),
+            _bytes(nonce, "HELLO nonce", NONCE_SIZE),
+            _text(address, "HELLO address", 300),
+        )
+
+
+@attrs.frozen
+class Auth:
+    """HMAC-SHA256 proof that the sender knows the cluster cookie."""
+
+    KIND: ClassVar[Kind] = Kind.AUTH
+    mac: bytes
+
+    def to_wire(self) -> list[Any]:
+        return [self.mac]
+
+    @classmethod
+    def from_wire(cls, raw: list[Any]) -> Auth:
+        (mac,) = _fields(raw, 1, cls.KIND)
+        return cls(_bytes(mac, "AUTH mac", MAC_SIZE))
+
+
+@attrs.frozen
+class Welcome:
+    """The peer accepted our proof: the connection is established."""
+
+    KIND: ClassVar[Kind] = Kind.WELCOME
+    node: str
+
+    def to_wire(self) -> list[Any]:
+        return [self.node]
+
+    @classmethod
+    def from_wire(cls, raw: list[Any]) -> Welcome:
+        (node,) = _fields(raw, 1, cls.KIND)
+        return cls(_name(node, "WELCOME node"))
+
+
+@attrs.frozen
+class Events:
+    """A batch of replicated events."""
+
+    KIND: ClassVar[Kind] = Kind.EVENTS
+    events: tuple[Event, ...]
+
+    def to_wire(self) -> list[Any]:
+        return [[e.to_wire() for e in self.events]]
+
+    @classmethod
+    def from_wire(cls, raw: list[Any], *, max_hops: int = DEFAULT_MAX_HOPS) -> Events:
+        (batch,) = _fields(raw, 1, cls.KIND)
+        if not isinstance(batch, list) or len(batch) > MAX_BATCH:
+            raise InvalidMessageError(f"EVENTS batch must be a list of at most {MAX_BATCH}")
+        return cls(tuple(Event.from_wire(e, max_hops=max_hops) for e in batch))
+
+
+@attrs.frozen
+class Heartbeat:
+    """Liveness plus the sender's view: whom it hears, whom it knows, how it is."""
+
+    KIND: ClassVar[Kind] = Kind.HEARTBEAT
+    node: str
+    seq: int
+    reach: tuple[str, ...]  # peers whose heartbeats the sender currently hears
+    members: Mapping[str, str]  # known member name -> listen address
+    health: Mapping[str, float]  # e.g. {"s1": 1.0, ..., "overall": 0.93}
+    role: str = "member"
+
+    def to_wire(self) -> list[Any]:
+        return [
+            self.node,
+            self.seq,
+            list(self.reach),
+            dict(self.members),
+            dict(self.health),
+            self.role,
+        ]
+
+    @classmethod
+    def from_wire(cls, raw: list[Any]) -> Heartbeat:
+        node, seq, reach, members, health, role = _fields(raw, 6, cls.KIND)
+        if not isinstance(members, dict) or len(members) > MAX_MEMBERS:
+            raise InvalidMessageError(f"HEARTBEAT members must be a map of at most {MAX_MEMBERS}")
+        for name, addr in members.items():
+            _name(name, "HEARTBEAT member name")
+            _text(addr, "HEARTBEAT member address", 300)
+        if not isinstance(health, dict) or len(health) > 64:
+            raise InvalidMessageError("HEARTBEAT health must be a map of at most 64 figures")
+        for key, val in health.items():
+            _name(key, "HEARTBEAT health key")
+            if type(val) not in (float, int) or not 0.0 <= val <= 1.0:
+                raise InvalidMessageError(f"HEARTBEAT health {key} must be a number in [0, 1]")
+        return cls(
+            _name(node, "HEARTBEAT node"),
+            _int(seq, "HEARTBEAT seq"),
+            _names(reach, "HEARTBEAT reach"),
+            members,
+            {k: float(v) for k, v in health.items()},
+            _name(role, "HEARTBEAT role"),
+        )
+
+
+@attrs.frozen
+class Algedonic:
+    """An alarm that bypasses every limit; relayed along ``path`` and acknowledged."""
+
+    KIND: ClassVar[Kind] = Kind.ALGEDONIC
+    signal_id: str
+    event: Event
+    path: tuple[str, ...]
+
+    def to_wire(self) -> list[Any]:
+        return [self.signal_id, self.event.to_wire(), list(self.path)]
+
+    @classmethod
+    def from_wire(cls, raw: list[Any], *, max_hops: int = DEFAULT_MAX_HOPS) -> Algedonic:
+        signal_id, event, path = _fields(raw, 3, cls.KIND)
+        return cls(
+            _name(signal_id, "ALGEDONIC signal_id"),
+            Event.from_wire(event, max_hops=max_hops),
+            _names(path, "ALGEDONIC path", 64),
+        )
+
+
+@attrs.frozen
+class AlgedonicAck:
+    """``node`` confirms it received signal ``signal_id`` raised by ``origin``."""
+
+    KIND: ClassVar[Kind] = Kind.ALGEDONIC_ACK
+    signal_id: str
+    origin: str
+    node: str
+
+    def to_wire(self) -> list[Any]:
+        return [self.signal_id, self.origin, self.node]
+
+    @classmethod
+    def from_wire(cls, raw: list[Any]) -> AlgedonicAck:
+        signal_id, origin, node = _fields(raw, 3, cls.KIND)
+        return cls(
+            _name(signal_id, "ALGEDONIC_ACK signal_id"),
+            _name(origin, "ALGEDONIC_ACK origin"),
+            _name(node, "ALGEDONIC_ACK node"),
+        )
+
+
+@attrs.frozen
+class Resolve:
+    """An operator's partition decision: the side holding ``keep`` continues."""
+
+    KIND: ClassVar[Kind] = Kind.RESOLVE
+    decision_id: str
+    keep: tuple[str, ...]
+    operator: str
+    reason: str
+    hlc: Timestamp
+
+    def to_wire(self) -> list[Any]:
+        return [self.decision_id, list(self.keep), self.operator, self.reason, self.hlc.to_wire()]
+
+    @classmethod
+    def from_wire(cls, raw: list[Any]) -> Resolve:
+        decision_id, keep, operator, reason, hlc = _fields(raw, 5, cls.KIND)
+        return cls(
+            _name(decision_id, "RESOLVE decision_id"),
+            _names(keep, "RESOLVE keep"),
+            _name(operator, "RESOLVE operator"),
+            _text(reason, "RESOLVE reason"),
+            Timestamp.from_wire(hlc),
+        )
+
+
+@attrs.frozen
+class Bye:
+    """The sender is leaving on purpose: a departure, not a failure."""
+
+    KIND: ClassVar[Kind] = Kind.BYE
+    node: str
+    reason: str = ""
+
+    def to_wire(self) -> list[Any]:
+        return [self.node, self.reason]
+
+    @classmethod
+    def from_wire(cls, raw: list[Any]) -> Bye:
+        node, reason = _fields(raw, 2, cls.KIND)
+        return cls(_name(node, "BYE node"), _text(reason, "BYE reason"))
+
+
+AnyMessage = Hello | Auth | Welcome | Events | Heartbeat | Algedonic | AlgedonicAck | Resolve | Bye
+
+_DECODERS: dict[int, Any] = {
+    Kind.HELLO: Hello.from_wire,
+    Kind.AUTH: Auth.from_wire,
+    Kind.WELCOME: Welcome.from_wire,
+    Kind.EVENTS: Events.from_wire,
+    Kind.HEARTBEAT: Heartbeat.from_wire,
+    Kind.ALGEDONIC: Algedonic.from_wire,
+    Kind.ALGEDONIC_ACK: AlgedonicAck.from_wire,
+    Kind.RESOLVE: Resolve.from_wire,
+    Kind.BYE: Bye.from_wire,
+}
+
+_packer_default = msgpack.Packer(use_bin_type=True)
+
+
+def encode(message: Message, *, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
+    """One frame for ``message``. FrameTooLargeError if it would not be accepted."""
+    payload: bytes = msgpack.packb([int(message.KIND), *message.to_wire()], use_bin_type=True)
+    if len(payload) > max_frame:
+        raise FrameTooLargeError(
+            f"{message.KIND.name} frame of {len(payload)} bytes exceeds max_frame {max_frame}"
+        )
+    return HEADER.pack(len(payload)) + payload
+
+
+def decode_payload(payload: bytes, *, max_hops: int = DEFAULT_MAX_HOPS) -> AnyMessage:
+    """Decode one frame's payload (without its length prefix) into a message."""
+    try:
+        obj = msgpack.unpackb(
+            payload,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_str_len=MAX_STR_LEN,
+            max_bin_len=MAX_BIN_LEN,
+            max_array_len=MAX_ARRAY_LEN,
+            max_map_len=MAX_MAP_LEN,
+            max_ext_len=0,
+        )
+    except msgpack.StackError:
+        raise LimitExceededError(f"frame of {len(payload)} bytes nests too deeply") from None
+    except msgpack.ExtraData:
+        raise MalformedFrameError(
+            f"frame of {len(payload)} bytes holds more than one msgpack object"
+        ) from None
+    except ValueError as exc:
+        # msgpack reports size limits, bad UTF-8, bad map keys and truncated
+        # input all as ValueError; say which it was.
+        text = str(exc)
+        if "exceeds max" in text:
+            raise LimitExceededError(f"frame of {len(payload)} bytes: {text}") from None
+        raise MalformedFrameError(f"frame of {len(payload)} bytes is not msgpack: {text}") from None
+    except Exception as exc:  # untrusted bytes: nothing else may escape this boundary
+        raise MalformedFrameError(
+            f"frame of {len(payload)} bytes is not msgpack: {type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(obj, list) or not obj:
+        raise InvalidMessageError(f"frame must hold a non-empty array, got {type(obj).__name__}")
+    kind = obj[0]
+    if type(kind) is not int:
+        raise InvalidMessageError(f"message kind must be an int, got {kind!r:.30}")
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        raise UnknownMessageError(f"unknown message kind {kind}")
+    fields = obj[1:]
+    if kind in (Kind.EVENTS, Kind.ALGEDONIC):
+        return decoder(fields, max_hops=max_hops)  # type: ignore[no-any-return]
+    return decoder(fields)  # type: ignore[no-any-return]
+
+
+class Decoder:
+    """Incremental frame decoder: ``feed(bytes)`` then iterate for messages.
+
+    Holds at most one partial frame (bounded by ``max_frame``) plus whatever
+    complete frames were fed and not yet taken. An oversize length prefix
+    leaves the stream out of sync, so the decoder stays failed: every later
+    call raises the same error. A frame whose payload is bad was still framed
+    correctly: it is consumed, its error raised, and the next frame decodes
+    (the driver decides whether to count it and go on, or hang up).
+    """
+
+    __slots__ = ("_buf", "_failed", "_need", "max_frame", "max_hops")
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, *, max_hops: int = DEFAULT_MAX_HOPS):
+        if max_frame < 1:
+            raise ValueError(f"max_frame must be positive, got {max_frame}")
+        self.max_frame = max_frame
+        self.max_hops = max_hops
+        self._buf = bytearray()
+        self._need: int | None = None  # payload length of the frame being read
+        self._failed: ProtocolError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held and not yet decoded."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> None:
+        """Add bytes from the stream. Rejects an oversize prefix at once."""
+        if self._failed is not None:
+            raise self._failed
+        self._buf += data
+        self._check_header()
+
+    def _check_header(self) -> None:
+        if self._need is None and len(self._buf) >= HEADER_SIZE:
+            (length,) = HEADER.unpack_from(self._buf)
+            if length > self.max_frame:
+                self._buf.clear()
+                self._fail(
+                    FrameTooLargeError(
+                        f"frame of {length} bytes exceeds max_frame {self.max_frame}"
+                    )
+                )
+            self._need = length
+
+    def _fail(self, exc: ProtocolError) -> None:
+        self._failed = exc
+        raise exc
+
+    def next_message(self) -> AnyMessage | None:
+        """The next complete message, or None if more bytes are needed."""
+        if self._failed is not None:
+            raise self._failed
+        self._check_header()
+        need = self._need
+        if need is None or len(self._buf) < HEADER_SIZE + need:
+            return None
+        payload = bytes(self._buf[HEADER_SIZE : HEADER_SIZE + need])
+        del self._buf[: HEADER_SIZE + need]
+        self._need = None
+        return decode_payload(payload, max_hops=self.max_hops)
+
+    def __iter__(self) -> Iterator[AnyMessage]:
+        while (msg := self.next_message()) is not None:
+            yield msg

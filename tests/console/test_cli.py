@@ -1,0 +1,59 @@
+"""The command line: help works; unbuilt modes say so plainly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from console.cli import EXIT_NOT_BUILT, main
+
+
+def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--demo" in out and "--daemon" in out and "ctl" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [([], "TUI"), (["--demo"], "demo"), (["--daemon"], "daemon"), (["ctl", "status"], "ctl")],
+)
+def test_unbuilt_modes_say_so(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == EXIT_NOT_BUILT
+    err = capsys.readouterr().err
+    assert "not built yet" in err and words in err
+
+
+def test_console_script_is_installed() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "console.cli", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0
+    assert "vsm-console" in proc.stdout
+
+
+def test_themes_ship_as_package_data() -> None:
+    from console.themes import theme_dir
+
+    assert (theme_dir() / "vsm-dark.toml").is_file()
+
+
+def test_bad_theme_file_is_reported_not_fatal(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from console.themes import load_themes, theme_dir
+
+    folder = Path(str(tmp_path))
+    (folder / "good.toml").write_text((theme_dir() / "vsm-dark.toml").read_text())
+    (folder / "bad.toml").write_text("name = [unclosed")
+    (folder / "noprimary.toml").write_text('name = "x"')
+    specs, errors = load_themes(folder)
+    assert [s.name for s in specs] == ["vsm-dark"]
+    assert len(errors) == 2
+    assert any("bad.toml" in e for e in errors) and any("primary" in e for e in errors)
