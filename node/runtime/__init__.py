@@ -1,0 +1,1 @@
+"""trio drivers of the node: thin, each owns its tasks."""
