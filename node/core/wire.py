@@ -117,13 +117,26 @@ class Hello:
     role: str
     nonce: bytes
     address: str = ""  # where this node listens ("" for none, e.g. an observer)
+    incarnation: int = 0  # random per process start: tells a restart from a duplicate
 
     def to_wire(self) -> list[Any]:
-        return [self.version, self.cluster, self.node, self.role, self.nonce, self.address]
+        return [
+            self.version,
+            self.cluster,
+            self.node,
+            self.role,
+            self.nonce,
+            self.address,
+            self.incarnation,
+        ]
 
     @classmethod
     def from_wire(cls, raw: list[Any]) -> Hello:
-        version, cluster, node, role, nonce, address = _fields(raw, 6, cls.KIND)
+        # Only the version is read before the shape is checked, so a future
+        # version with more fields is reported as a version mismatch.
+        if raw and type(raw[0]) is int and raw[0] != PROTOCOL_VERSION and len(raw) != 7:
+            return cls(_int(raw[0], "HELLO version", 0, 65_535), "?", "?", "?", b"", "", 0)
+        version, cluster, node, role, nonce, address, incarnation = _fields(raw, 7, cls.KIND)
         return cls(
             _int(version, "HELLO version", 0, 65_535),
             _name(cluster, "HELLO cluster"),
@@ -131,6 +144,7 @@ class Hello:
             _name(role, "HELLO role"),
             _bytes(nonce, "HELLO nonce", NONCE_SIZE),
             _text(address, "HELLO address", 300),
+            _int(incarnation, "HELLO incarnation"),
         )
 
 

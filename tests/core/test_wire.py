@@ -43,7 +43,7 @@ EVENT = Event(
 )
 
 SAMPLES = [
-    Hello(PROTOCOL_VERSION, "prod", "a", "member", b"n" * 16, "127.0.0.1:7401"),
+    Hello(PROTOCOL_VERSION, "prod", "a", "member", b"n" * 16, "127.0.0.1:7401", 99),
     Auth(b"m" * 32),
     Welcome("b"),
     Events((EVENT, EVENT.relayed())),
@@ -125,7 +125,7 @@ def test_bad_payload_is_consumed_and_stream_stays_usable() -> None:
         (frame(["4", []]), InvalidMessageError, "kind must be an int"),
         (frame([3, 7]), InvalidMessageError, "WELCOME node"),
         (frame([2, b"short"]), InvalidMessageError, "AUTH mac must be 32 bytes"),
-        (frame([1, 1, "c", "a", "member", b"x" * 15, ""]), InvalidMessageError, "nonce"),
+        (frame([1, 1, "c", "a", "member", b"x" * 15, "", 0]), InvalidMessageError, "nonce"),
         (frame([4, [[1, 2]]]), InvalidMessageError, "9-item array"),
         (struct.pack(">I", 2) + b"\x92\x03", MalformedFrameError, "incomplete"),
         (frame([3, "a" * 300_000]), LimitExceededError, "max_str_len"),
@@ -143,6 +143,13 @@ def test_malformed_frames(data: bytes, error: type[Exception], match: str) -> No
     with pytest.raises(error, match=match):
         d.feed(data)
         list(d)
+
+
+def test_hello_of_another_version_still_decodes_its_version() -> None:
+    d = Decoder()
+    d.feed(frame([1, 2, "c", "a", "member", b"x" * 16, "", 0, "new field"]))
+    (hello,) = list(d)
+    assert isinstance(hello, Hello) and hello.version == 2
 
 
 def test_deep_nesting_is_a_limit_error() -> None:
