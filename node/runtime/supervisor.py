@@ -221,7 +221,7 @@ class Supervisor:
             return None
         own = sum(1 for _, n in self._recent if n == name)
         error = EscalationError(
-            f"component {name!r} crashed ({type(cause).__name__}: {cause}); "
+            f"component {name!r} crashed ({type(cause).__name__}: {cause!s:.200}); "
             f"{len(self._recent)} crashes within {self.within_s:g} s ({own} of them {name!r}) "
             f"exceed max_restarts={self.max_restarts}"
         )
