@@ -1,0 +1,228 @@
+"""One connection: framing over a trio stream, and the authenticated handshake.
+
+The handshake is symmetric. Both sides send HELLO (protocol version, cluster,
+name, role, nonce), then each proves the cookie with an HMAC over both nonces
+and names (node.core.auth), then each sends WELCOME. A side that refuses the
+peer sends BYE with the reason instead of WELCOME. Whatever goes wrong is a
+HandshakeError (or AuthenticationError) saying why; the caller logs, counts
+and closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable
+
+import attrs
+import trio
+
+from node.core.auth import auth_mac, verify_mac
+from node.core.wire import (
+    NONCE_SIZE,
+    PROTOCOL_VERSION,
+    AnyMessage,
+    Auth,
+    Bye,
+    Decoder,
+    Hello,
+    Message,
+    Welcome,
+    encode,
+)
+from node.errors import AuthenticationError, HandshakeError, ProtocolError
+
+log = logging.getLogger("vsm.peer")
+
+RECEIVE_CHUNK = 64 * 1024
+# Bad frames tolerated on one connection before we hang up on the peer.
+MAX_BAD_FRAMES = 100
+
+
+class ConnectionClosedError(Exception):
+    """The stream ended or broke (not a protocol violation)."""
+
+
+class FramedStream:
+    """Messages over a byte stream. Stream errors become ConnectionClosedError here,
+    the one boundary where they are translated."""
+
+    def __init__(self, stream: trio.abc.Stream, *, max_frame: int, max_hops: int) -> None:
+        self.stream = stream
+        self.max_frame = max_frame
+        self.decoder = Decoder(max_frame, max_hops=max_hops)
+        self.bad_frames = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._pending: list[AnyMessage] = []
+
+    async def send(self, message: Message) -> None:
+        await self.send_bytes(encode(message, max_frame=self.max_frame))
+
+    async def send_bytes(self, data: bytes) -> None:
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise ConnectionClosedError(f"send failed: {exc or type(exc).__name__}") from exc
+        self.bytes_out += len(data)
+
+    async def receive(self) -> AnyMessage:
+        """The next message. ConnectionClosedError on EOF or a broken stream;
+        ProtocolError for bad input (the connection is still framed unless the
+        error was a FrameTooLargeError, which leaves it unusable)."""
+        while True:
+            if self._pending:
+                return self._pending.pop(0)
+            msg = self.decoder.next_message()
+            if msg is not None:
+                return msg
+            try:
+                data = await self.stream.receive_some(RECEIVE_CHUNK)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise ConnectionClosedError(f"receive failed: {exc or type(exc).__name__}") from exc
+            if not data:
+                raise ConnectionClosedError("peer closed the connection")
+            self.bytes_in += len(data)
+            self.decoder.feed(bytes(data))
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            await self.stream.aclose()
+
+
+@attrs.frozen
+class Identity:
+    """What this node says about itself in HELLO."""
+
+    cluster: str
+    name: str
+    role: str
+    address: str
+    incarnation: int
+    cookie: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class PeerInfo:
+    """What the handshake established about the other side."""
+
+    name: str
+    role: str
+    address: str
+    incarnation: int
+    we_initiated: bool
+
+
+async def handshake(
+    framed: FramedStream,
+    me: Identity,
+    *,
+    initiator: bool,
+    time_limit_s: float,
+    admit: Callable[[PeerInfo], str | None] = lambda _info: None,
+) -> PeerInfo:
+    """Run the handshake; return the authenticated peer or raise HandshakeError.
+
+    ``admit`` is asked after the cookie proof and may return a reason to refuse
+    (duplicate name, duplicate connection); the peer then gets BYE.
+    """
+    try:
+        with trio.fail_after(time_limit_s):
+            return await _handshake(framed, me, initiator=initiator, admit=admit)
+    except trio.TooSlowError:
+        raise HandshakeError(f"handshake timed out after {time_limit_s:g} s") from None
+    except ConnectionClosedError as exc:
+        # A refusing peer sends BYE and hangs up; our send may fail first.
+        # Read what it left us, so the reason it gave is not lost.
+        reason = await _pending_bye(framed)
+        if reason is not None:
+            raise HandshakeError(f"peer refused: {reason}") from exc
+        raise HandshakeError(f"connection lost during handshake: {exc}") from exc
+    except HandshakeError:
+        raise
+    except ProtocolError as exc:
+        raise HandshakeError(f"bad handshake message: {exc}") from exc
+
+
+async def _handshake(
+    framed: FramedStream,
+    me: Identity,
+    *,
+    initiator: bool,
+    admit: Callable[[PeerInfo], str | None],
+) -> PeerInfo:
+    nonce = secrets.token_bytes(NONCE_SIZE)
+    await framed.send(
+        Hello(PROTOCOL_VERSION, me.cluster, me.name, me.role, nonce, me.address, me.incarnation)
+    )
+    hello = await framed.receive()
+    if isinstance(hello, Bye):
+        raise HandshakeError(f"peer {hello.node!r} refused: {hello.reason}")
+    if not isinstance(hello, Hello):
+        raise HandshakeError(f"expected HELLO, got {type(hello).__name__.upper()}")
+    if hello.version != PROTOCOL_VERSION:
+        await _refuse(framed, me, f"protocol version {hello.version} != {PROTOCOL_VERSION}")
+        raise HandshakeError(
+            f"protocol version mismatch: peer speaks {hello.version}, we speak {PROTOCOL_VERSION}"
+        )
+    if hello.cluster != me.cluster:
+        await _refuse(framed, me, "wrong cluster")
+        raise HandshakeError(f"peer {hello.node!r} is in cluster {hello.cluster!r}, not ours")
+    if hello.node == me.name:
+        await _refuse(framed, me, "duplicate name")
+        raise HandshakeError(f"peer uses our own name {me.name!r} (duplicate name, or ourselves)")
+
+    init_name, resp_name = (me.name, hello.node) if initiator else (hello.node, me.name)
+    init_nonce, resp_nonce = (nonce, hello.nonce) if initiator else (hello.nonce, nonce)
+
+    def mac(from_initiator: bool) -> bytes:
+        return auth_mac(
+            me.cookie,
+            cluster=me.cluster,
+            initiator=init_name,
+            responder=resp_name,
+            initiator_nonce=init_nonce,
+            responder_nonce=resp_nonce,
+            from_initiator=from_initiator,
+        )
+
+    await framed.send(Auth(mac(initiator)))
+    proof = await framed.receive()
+    if isinstance(proof, Bye):
+        raise HandshakeError(f"peer {hello.node!r} refused: {proof.reason}")
+    if not isinstance(proof, Auth):
+        raise HandshakeError(f"expected AUTH, got {type(proof).__name__.upper()}")
+    if not verify_mac(mac(not initiator), proof.mac):
+        await _refuse(framed, me, "authentication failed")
+        raise AuthenticationError(f"peer {hello.node!r} failed the cookie proof (wrong cookie)")
+    info = PeerInfo(hello.node, hello.role, hello.address, hello.incarnation, initiator)
+    reason = admit(info)
+    if reason is not None:
+        await _refuse(framed, me, reason)
+        raise HandshakeError(f"refused peer {hello.node!r}: {reason}")
+    await framed.send(Welcome(me.name))
+    welcome = await framed.receive()
+    if isinstance(welcome, Bye):
+        raise HandshakeError(f"peer {hello.node!r} refused: {welcome.reason}")
+    if not isinstance(welcome, Welcome) or welcome.node != hello.node:
+        raise HandshakeError(f"expected WELCOME from {hello.node!r}, got {welcome!r:.80}")
+    return info
+
+
+async def _pending_bye(framed: FramedStream) -> str | None:
+    with trio.move_on_after(0.5):
+        try:
+            while True:
+                msg = await framed.receive()
+                if isinstance(msg, Bye):
+                    return msg.reason
+        except (ConnectionClosedError, ProtocolError):
+            return None
+    return None
+
+
+async def _refuse(framed: FramedStream, me: Identity, reason: str) -> None:
+    with trio.move_on_after(1):
+        with contextlib.suppress(ConnectionClosedError):
+            await framed.send(Bye(me.name, reason))

@@ -1,0 +1,115 @@
+"""Handshake over simulated streams: success and every refusal."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from node.core.wire import Events
+from node.errors import AuthenticationError, HandshakeError
+from node.runtime.peer import FramedStream, Identity, handshake
+from node.sim import SimNetwork
+
+pytestmark = pytest.mark.trio
+
+
+def ident(name: str, cookie: str = "cookie-123", cluster: str = "vsm") -> Identity:
+    return Identity(cluster, name, "member", f"{name}:7401", 7, cookie)
+
+
+async def pair(net: SimNetwork) -> tuple[FramedStream, FramedStream]:
+    listener, addr = await net.transport("b").listen("b:7401")
+    client = await net.transport("a").connect(addr)
+    server = await listener.accept()
+    await listener.aclose()
+    return (
+        FramedStream(client, max_frame=1 << 20, max_hops=8),
+        FramedStream(server, max_frame=1 << 20, max_hops=8),
+    )
+
+
+async def both(a: Identity, b: Identity, *, admit_b: object = None) -> tuple[object, object]:
+    net = SimNetwork()
+    fa, fb = await pair(net)
+    results: dict[str, object] = {}
+
+    async def side(key: str, framed: FramedStream, me: Identity, initiator: bool) -> None:
+        kwargs = {}
+        if admit_b is not None and key == "b":
+            kwargs["admit"] = admit_b
+        try:
+            results[key] = await handshake(
+                framed, me, initiator=initiator, time_limit_s=5, **kwargs
+            )
+        except HandshakeError as exc:
+            results[key] = exc
+            await framed.aclose()
+
+    async with trio.open_nursery() as n:
+        n.start_soon(side, "a", fa, a, True)
+        n.start_soon(side, "b", fb, b, False)
+    return results["a"], results["b"]
+
+
+async def test_handshake_succeeds_both_ways(autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(30):
+        ra, rb = await both(ident("a"), ident("b"))
+    assert ra.name == "b" and ra.we_initiated and ra.address == "b:7401"  # type: ignore[attr-defined]
+    assert rb.name == "a" and not rb.we_initiated and rb.incarnation == 7  # type: ignore[attr-defined]
+
+
+async def test_wrong_cookie_is_refused_on_both_sides(autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(30):
+        ra, rb = await both(ident("a", cookie="wrong-one"), ident("b"))
+    assert isinstance(rb, AuthenticationError) and "wrong cookie" in str(rb)
+    assert isinstance(ra, HandshakeError)
+
+
+async def test_wrong_cluster(autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(30):
+        ra, rb = await both(ident("a", cluster="other"), ident("b"))
+    assert isinstance(rb, HandshakeError) and "cluster 'other'" in str(rb)
+    assert isinstance(ra, HandshakeError)
+
+
+async def test_own_name_is_refused(autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(30):
+        ra, rb = await both(ident("a"), ident("a"))
+    assert isinstance(ra, HandshakeError) and "own name" in str(ra)
+    assert isinstance(rb, HandshakeError)
+
+
+async def test_admit_can_refuse_with_reason(autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(30):
+        ra, rb = await both(ident("a"), ident("b"), admit_b=lambda info: "duplicate name")
+    assert isinstance(ra, HandshakeError) and "duplicate name" in str(ra)
+    assert isinstance(rb, HandshakeError)
+
+
+async def test_silent_peer_times_out(autojump_clock: trio.abc.Clock) -> None:
+    net = SimNetwork()
+    fa, _fb = await pair(net)
+    with trio.fail_after(30):
+        start = trio.current_time()
+        with pytest.raises(HandshakeError, match="timed out after 2 s"):
+            await handshake(fa, ident("a"), initiator=True, time_limit_s=2)
+        assert trio.current_time() - start == pytest.approx(2)
+
+
+async def test_version_mismatch(autojump_clock: trio.abc.Clock) -> None:
+    import msgpack
+
+    net = SimNetwork()
+    fa, fb = await pair(net)
+    payload = msgpack.packb([1, 99, "vsm", "b", "member", b"x" * 16, "", 0, "extra"])
+    await fb.stream.send_all(len(payload).to_bytes(4, "big") + payload)
+    with trio.fail_after(30), pytest.raises(HandshakeError, match="peer speaks 99"):
+        await handshake(fa, ident("a"), initiator=True, time_limit_s=5)
+
+
+async def test_unexpected_message_during_handshake(autojump_clock: trio.abc.Clock) -> None:
+    net = SimNetwork()
+    fa, fb = await pair(net)
+    await fb.send(Events(()))
+    with trio.fail_after(30), pytest.raises(HandshakeError, match="expected HELLO, got EVENTS"):
+        await handshake(fa, ident("a"), initiator=True, time_limit_s=5)
