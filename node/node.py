@@ -1,0 +1,289 @@
+"""Node: wires the components together; the public facade.
+
+from node import NodeConfig, open_node
+async with open_node(NodeConfig(name="a", cookie="s3cret")) as n:
+    n.subscribe("task_execution", print)
+    n.publish("task_execution", {"task": "t1"})
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from node.config import NodeConfig
+from node.core.events import Channel, Classifier, Event, check_data, check_event_type
+from node.core.hlc import HLC
+from node.core.variety import VarietyManager, pressure_level
+from node.errors import ConfigError, NotBuiltError
+from node.runtime.bridge import ClusterBridge
+from node.runtime.detector import PartitionDetector
+from node.runtime.discovery import DEFAULT_GOSSIP_GROUP, DEFAULT_GOSSIP_PORT, make_discovery
+from node.runtime.supervisor import Component, Supervisor
+from node.runtime.transport import make_transport
+
+log = logging.getLogger("vsm.node")
+
+Callback = Callable[[Event], None]
+
+
+@attrs.define(eq=False)
+class Subscription:
+    """A live subscription; ``cancel()`` stops deliveries (idempotent)."""
+
+    key: str | Channel
+    callback: Callback
+    _node: Node
+    active: bool = True
+
+    def cancel(self) -> None:
+        if self.active:
+            self.active = False
+            self._node._unsubscribe(self)
+
+
+class Node:
+    """One whole VSM node. Create it with :func:`open_node`."""
+
+    def __init__(self, config: NodeConfig, *, transport: Any = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.incarnation = secrets.randbits(62)
+        self.hlc = HLC(config.name, max_offset_ms=config.max_offset_ms)
+        self.classify = Classifier(config.event_types)
+        self.variety = VarietyManager(config.quotas, capacities=config.capacities)
+        self.transport = transport if transport is not None else make_transport(config)
+        self._subs: dict[str | Channel, list[Subscription]] = {}
+        self.delivery_errors = 0
+        self.bridge = ClusterBridge(
+            config,
+            transport=self.transport,
+            hlc=self.hlc,
+            variety=self.variety,
+            deliver=self._dispatch,
+            incarnation=self.incarnation,
+        )
+        self.detector = PartitionDetector(
+            config,
+            self.bridge,
+            health=self.health_report,
+            alarm=lambda kind, data: self.publish(kind, data),
+            stamp=self.hlc.now,
+        )
+        self.discovery: Any = None
+        self._discovery_options = self._check_discovery()
+        # rest_for_one order: a crash restarts that component and all after it.
+        # (AlgedonicBroadcast, between variety and bridge, is not built yet.)
+        self.supervisor = Supervisor(
+            [
+                Component("partition_detector", self.detector.run),
+                Component("variety", self.bridge.run_variety),
+                Component("bridge", self.bridge.run),
+                Component("discovery", self._run_discovery),
+            ],
+            on_event=self._on_supervisor_event,
+        )
+
+    # --- pub/sub ------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """The "host:port" this node actually listens on (and advertises)."""
+        return self.bridge.address
+
+    def subscribe(self, key: str | Channel, callback: Callback) -> Subscription:
+        """Call ``callback(event)`` for an event type, a Channel, or "*" (everything).
+
+        Callbacks are synchronous and run on the node's trio thread; an
+        exception in one is logged and counted, never propagated.
+        """
+        if not isinstance(key, Channel) and key != "*":
+            check_event_type(key)
+        sub = Subscription(key, callback, self)
+        self._subs.setdefault(key, []).append(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.key, [])
+        if sub in subs:
+            subs.remove(sub)
+
+    def publish(self, event_type: str, data: Mapping[str, Any] | None = None) -> Event:
+        """Stamp, deliver locally, and replicate (subject to variety control)."""
+        check_event_type(event_type)
+        payload = check_data({} if data is None else data)
+        event = Event(
+            event_type, self.classify(event_type), dict(payload), self.name, self.hlc.now()
+        )
+        self._dispatch(event)
+        self.bridge.replicate(event)
+        return event
+
+    def _dispatch(self, event: Event) -> None:
+        subs = self._subs
+        for key in (event.type, event.channel, "*"):
+            for sub in subs.get(key, ()):
+                try:
+                    sub.callback(event)
+                except Exception:
+                    self.delivery_errors += 1
+                    log.exception("subscriber to %s failed on %s", sub.key, event.type)
+
+    # --- views ----------------------------------------------------------------------
+
+    def variety_stats(self) -> dict[str, Any]:
+        """Per channel (variety manager) and per peer (offered == sent + ... ) figures."""
+        bridge = self.bridge.stats()
+        return {"channels": self.variety.stats(), **bridge}
+
+    def variety_pressure(self) -> dict[str, Any]:
+        """Pressure per channel in [0, 1], the overall figure and its level."""
+        now = trio.current_time()
+        per = {c.value: round(p, 4) for c, p in self.variety.pressure(now).items()}
+        overall = self.variety.overall_pressure(now)
+        return {"channels": per, "overall": round(overall, 4), "level": pressure_level(overall)}
+
+    def health_report(self) -> dict[str, Any]:
+        """VSM health in [0, 1], derived from measurements, never invented.
+
+        Each system's health is 1 - its channel's variety pressure (how much
+        headroom it has); ``connectivity`` is the share of known members we are
+        connected to; ``overall`` is the lower of connectivity and the mean of
+        the systems' health.
+        """
+        now = trio.current_time()
+        pressure = self.variety.pressure(now)
+        systems = {
+            "s1": 1.0 - pressure[Channel.S1_OPERATIONAL],
+            "s2": 1.0 - pressure[Channel.S2_COORDINATION],
+            "s3": 1.0 - pressure[Channel.S3_CONTROL],
+            "s4": 1.0 - pressure[Channel.S4_INTELLIGENCE],
+            "s5": 1.0 - pressure[Channel.S5_POLICY],
+        }
+        members = [n for n in self.bridge.members if n != self.name]
+        peers = self.bridge.peers
+        connected = sum(1 for n in members if n in peers and peers[n].connected)
+        connectivity = connected / len(members) if members else 1.0
+        mean = sum(systems.values()) / len(systems)
+        report = {k: round(v, 4) for k, v in systems.items()}
+        report["connectivity"] = round(connectivity, 4)
+        report["overall"] = round(min(connectivity, mean), 4)
+        return report
+
+    def topology(self) -> dict[str, Any]:
+        return {
+            "node": self.name,
+            "address": self.address,
+            "role": self.config.role,
+            "peers": sorted(self.bridge.peers),
+            "members": dict(sorted(self.bridge.members.items())),
+            "peer_states": self.bridge.peer_states(),
+            "partition_status": self.partition_status(),
+            "variety_pressure": self.variety_pressure(),
+            "components": self.supervisor.status(),
+        }
+
+    # --- partitions and alarms ------------------------------------------------------
+
+    def partition_status(self) -> dict[str, Any]:
+        """The last analysis: status, components, one-way links, the decision."""
+        return self.detector.status()
+
+    async def check_partitions(self) -> dict[str, Any]:
+        """Analyse reachability now (instead of at the next check) and return the status."""
+        await trio.lowlevel.checkpoint()
+        return self.detector.check()
+
+    async def resolve_partition(
+        self, keep: Collection[str], operator: str = "operator"
+    ) -> dict[str, Any]:
+        """An operator's decision: the side holding ``keep`` continues.
+
+        ResolutionError if the cluster is healthy or ``keep`` does not name
+        nodes of exactly one side.
+        """
+        await trio.lowlevel.checkpoint()
+        self.detector.resolve(keep, operator)
+        return self.detector.status()
+
+    async def algedonic_scream(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        raise NotBuiltError(
+            "algedonic broadcast (redundant paths, confirmations, retries) is not built yet; "
+            "publish an algedonic event type to send one without confirmation"
+        )
+
+    # --- discovery --------------------------------------------------------------------
+
+    def _check_discovery(self) -> dict[str, Any]:
+        """Options for the configured discovery, validated now rather than at run time."""
+        cfg = self.config
+        opts = dict(cfg.discovery_options)
+        if cfg.discovery == "gossip":
+            opts.update(cluster=cfg.cluster, node=cfg.name, cookie=cfg.cookie)
+            open_datagram = getattr(self.transport, "open_datagram", None)
+            if open_datagram is not None and "socket_factory" not in opts:
+                opts["socket_factory"] = _sim_gossip_socket(open_datagram, opts)
+            make_discovery("gossip", address=cfg.advertise or "127.0.0.1:1", **opts)
+        elif cfg.discovery == "dns":
+            make_discovery("dns", **opts)
+        elif cfg.discovery == "static":
+            make_discovery("static", hosts=list(cfg.seeds))
+        return opts
+
+    async def _run_discovery(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Feed discovered addresses to the bridge (static seeds are dialed directly)."""
+        cfg = self.config
+        if cfg.discovery == "static":
+            task_status.started()
+            await trio.sleep_forever()
+        opts = dict(self._discovery_options)
+        if cfg.discovery == "gossip":
+            opts["address"] = self.address
+        self.discovery = make_discovery(cfg.discovery, **opts)
+        await self.discovery.run(self.bridge.discovered, task_status=task_status)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def _on_supervisor_event(self, kind: str, name: str, exc: BaseException | None) -> None:
+        if exc is not None:
+            log.error("component %s %s: %r", name, kind, exc)
+        else:
+            log.debug("component %s %s", name, kind)
+
+    async def _run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await self.supervisor.run(task_status=task_status)
+
+
+def _sim_gossip_socket(open_datagram: Any, opts: dict[str, Any]) -> Any:
+    """Gossip over the simulated network's datagrams (tests and --demo)."""
+    group = opts.get("group", DEFAULT_GOSSIP_GROUP)
+    port = opts.get("port", DEFAULT_GOSSIP_PORT)
+
+    async def factory() -> Any:
+        sock = await open_datagram(port)
+        sock.join_group(group)
+        return sock
+
+    return factory
+
+
+@asynccontextmanager
+async def open_node(config: NodeConfig, *, transport: Any = None) -> AsyncIterator[Node]:
+    """Start a node, yield it once it listens, and on exit say BYE and stop it."""
+    if not isinstance(config, NodeConfig):
+        raise ConfigError(f"open_node needs a NodeConfig, got {type(config).__name__}")
+    node = Node(config, transport=transport)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node._run)
+        try:
+            yield node
+        finally:
+            with trio.CancelScope(shield=True):
+                await node.bridge.shutdown()
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,624 @@
+"""ClusterBridge: peers, replication, dedup, degradation.
+
+Owns the listener, one dial loop per known address, one connection task per
+connected peer (reader + writer), the heartbeat and compression-window
+timers. Local publishing never waits on the network: ``replicate`` is
+synchronous and only appends to per-peer outboxes (node.core.outbox); each
+peer's writer drains its own outbox in batches, so a slow peer never blocks
+anyone else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from node.core.breaker import CircuitBreaker, Transition
+from node.core.dedup import Deduplicator
+from node.core.events import Event
+from node.core.hlc import HLC
+from node.core.outbox import Outbox
+from node.core.variety import VarietyManager, Verdict
+from node.core.wire import AnyMessage, Bye, Events, Heartbeat, encode
+from node.errors import ClockError, FrameTooLargeError, HandshakeError, ProtocolError
+from node.runtime.peer import (
+    MAX_BAD_FRAMES,
+    ConnectionClosedError,
+    FramedStream,
+    Identity,
+    PeerInfo,
+    handshake,
+)
+
+log = logging.getLogger("vsm.bridge")
+
+Handler = Callable[[str, Any], None]
+
+
+@attrs.define(eq=False)
+class PeerLink:
+    """Everything this node keeps about one named peer, connected or not."""
+
+    name: str
+    address: str
+    outbox: Outbox
+    breaker: CircuitBreaker
+    role: str = "member"
+    incarnation: int = 0
+    framed: FramedStream | None = None
+    initiator: str = ""  # who dialed the current connection (tie-break)
+    cancel: trio.CancelScope | None = None
+    connected_since: float | None = None
+    last_received: float | None = None
+    departed: bool = False
+    wake: trio.Event = attrs.Factory(trio.Event)
+    writer_waiting: bool = False
+    changed: trio.Event = attrs.Factory(trio.Event)
+    events_in: int = 0
+    connects: int = 0
+    disconnects: int = 0
+
+    @property
+    def connected(self) -> bool:
+        return self.framed is not None
+
+    def notify(self) -> None:
+        if self.writer_waiting:
+            self.writer_waiting = False
+            self.wake.set()
+
+    def signal_change(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+
+class ClusterBridge:
+    """Replication between this node and its peers. See the module docstring."""
+
+    def __init__(
+        self,
+        config: Any,
+        *,
+        transport: Any,
+        hlc: HLC,
+        variety: VarietyManager,
+        deliver: Callable[[Event], None],
+        incarnation: int,
+        heartbeat_factory: Callable[[], Heartbeat] | None = None,
+        handlers: dict[type, Handler] | None = None,
+        on_peer_change: Callable[[str, bool], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.transport = transport
+        self.hlc = hlc
+        self.variety = variety
+        self.deliver = deliver
+        self.incarnation = incarnation
+        self.heartbeat_factory = heartbeat_factory or self._default_heartbeat
+        self.handlers: dict[type, Handler] = dict(handlers or {})
+        self.on_peer_change = on_peer_change
+        self.dedup = Deduplicator(config.dedup_size)
+        self.peers: dict[str, PeerLink] = {}
+        self.members: dict[str, str] = {}
+        self.departed: set[str] = set()
+        self.address = ""
+        self.counters: dict[str, int] = {}
+        self._dialing: set[str] = set()
+        self._self_addresses: set[str] = set()
+        self._nursery: trio.Nursery | None = None
+        self._rng = random.Random(f"{config.name}/{incarnation}")
+        self._seq = 0
+        self._stopping = False
+
+    # --- counting and identity ---------------------------------------------------
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + n
+
+    def identity(self) -> Identity:
+        c = self.config
+        return Identity(c.cluster, c.name, c.role, self.address, self.incarnation, c.cookie)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen, dial seeds, keep timers; ``started(address)`` once listening."""
+        listener, bound = await self.transport.listen(self.config.listen)
+        self.address = self.config.advertise or bound
+        self._self_addresses = {self.address, bound, self.config.listen}
+        self.members[self.config.name] = self.address
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._accept_loop, listener)
+                nursery.start_soon(self._heartbeat_loop)
+                for seed in self.config.seeds:
+                    self._ensure_dialing(seed)
+                task_status.started(self.address)
+        finally:
+            self._nursery = None
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await listener.aclose()
+
+    async def shutdown(self, reason: str = "shutdown") -> None:
+        """Say BYE to every connected peer (they count a departure, not a failure)."""
+        self._stopping = True
+        bye = encode(Bye(self.config.name, reason))
+        with trio.move_on_after(1):
+            async with trio.open_nursery() as nursery:
+                for peer in list(self.peers.values()):
+                    if peer.framed is not None:
+                        nursery.start_soon(self._send_bye, peer.framed, bye)
+
+    @staticmethod
+    async def _send_bye(framed: FramedStream, data: bytes) -> None:
+        with contextlib.suppress(ConnectionClosedError):
+            await framed.send_bytes(data)
+
+    # --- replication (synchronous: the publish path) -----------------------------
+
+    def replicate(self, event: Event) -> Verdict:
+        """Admit ``event`` through variety control and queue it for every peer."""
+        verdict = self.variety.admit(event, trio.current_time())
+        peers = self.peers.values()
+        if verdict is Verdict.ADMIT:
+            for peer in peers:
+                peer.outbox.offer(event)
+                if peer.writer_waiting:
+                    peer.notify()
+        elif verdict is Verdict.COMPRESS:
+            for peer in peers:
+                peer.outbox.count_compressed()
+        else:
+            for peer in peers:
+                peer.outbox.count_throttled()
+        return verdict
+
+    def send_control(self, name: str, message: AnyMessage) -> bool:
+        """Queue a control message (ahead of events) for one connected peer."""
+        peer = self.peers.get(name)
+        if peer is None or not peer.connected:
+            return False
+        peer.outbox.control.append(message)
+        peer.notify()
+        return True
+
+    def broadcast_control(self, message: AnyMessage) -> list[str]:
+        return [name for name in list(self.peers) if self.send_control(name, message)]
+
+    # --- timers ------------------------------------------------------------------------
+
+    def _default_heartbeat(self) -> Heartbeat:
+        self._seq += 1
+        reach = tuple(sorted(n for n, p in self.peers.items() if p.connected))
+        return Heartbeat(
+            self.config.name, self._seq, reach, dict(self.members), {}, self.config.role
+        )
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await trio.sleep(self.config.heartbeat_interval_s)
+            self.broadcast_control(self.heartbeat_factory())
+
+    async def run_variety(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """The variety service: close compression windows, feed adaptive quotas."""
+        task_status.started()
+        while True:
+            await trio.sleep(self.variety.window_s)
+            now = trio.current_time()
+            for event in self.variety.flush(now):
+                for peer in self.peers.values():
+                    peer.outbox.offer(event)
+                    peer.notify()
+            # Outbound congestion feeds adaptive quotas: the fullest outbox.
+            self.variety.set_system_pressure(self._congestion(), now)
+
+    def _congestion(self) -> float:
+        worst = 0.0
+        cap = max(self.config.lane_size, 1)
+        for peer in self.peers.values():
+            if peer.connected:
+                worst = max(worst, peer.outbox.pending / cap)
+        return min(worst, 1.0)
+
+    # --- peers --------------------------------------------------------------------------
+
+    def _peer(self, name: str, address: str = "") -> PeerLink:
+        peer = self.peers.get(name)
+        if peer is None:
+            peer = PeerLink(
+                name,
+                address,
+                Outbox(lane_size=self.config.lane_size, backlog_size=self.config.backlog_size),
+                CircuitBreaker(on_transition=functools.partial(self._on_breaker, name)),
+            )
+            self.peers[name] = peer
+        elif address:
+            peer.address = address
+        return peer
+
+    def _on_breaker(self, name: str, t: Transition) -> None:
+        log.info("breaker %s: %s -> %s (%s)", name, t.from_state, t.to_state, t.reason)
+        self.count(f"breaker_{t.to_state}")
+
+    def learn_member(self, name: str, address: str) -> None:
+        """A member (from HELLO or a heartbeat): remember it and dial it."""
+        if name == self.config.name or not address or name in self.departed:
+            return
+        if self.members.get(name) != address:
+            self.members[name] = address
+            self._peer(name, address)
+        self._ensure_dialing(address)
+
+    def discovered(self, address: str) -> None:
+        """An address from discovery (static, gossip, DNS): dial it unless it is us."""
+        self._ensure_dialing(address)
+
+    def _ensure_dialing(self, address: str) -> None:
+        if address in self._dialing or address in self._self_addresses or self._nursery is None:
+            return
+        self._dialing.add(address)
+        self._nursery.start_soon(self._dial_loop, address)
+
+    def _peer_at(self, address: str) -> PeerLink | None:
+        for peer in self.peers.values():
+            if peer.address == address:
+                return peer
+        return None
+
+    async def _dial_loop(self, address: str) -> None:
+        attempt = 0
+        cfg = self.config
+        while not self._stopping:
+            peer = self._peer_at(address)
+            if peer is not None and peer.connected:
+                await peer.changed.wait()
+                continue
+            now = trio.current_time()
+            if peer is not None and not peer.breaker.allow(now):
+                until = peer.breaker.open_until
+                await trio.sleep(max((until or now) - now, cfg.reconnect_base_s))
+                continue
+            ok = await self._dial_once(address)
+            if ok is None:  # it was ourselves
+                self._self_addresses.add(address)
+                self._dialing.discard(address)
+                return
+            if ok:
+                attempt = 0
+                continue
+            peer = self._peer_at(address)
+            if peer is not None:
+                peer.breaker.record_failure(trio.current_time())
+            attempt += 1
+            departed = peer is not None and peer.departed
+            base = cfg.reconnect_max_s if departed else cfg.reconnect_base_s * 2 ** min(attempt, 16)
+            await trio.sleep(min(base, cfg.reconnect_max_s) * self._rng.uniform(0.5, 1.0))
+
+    async def _dial_once(self, address: str) -> bool | None:
+        """One connect + handshake + session. True if a session ran; None if self."""
+        cfg = self.config
+        try:
+            with trio.fail_after(cfg.connect_timeout_s):
+                stream = await self.transport.connect(address)
+        except (OSError, trio.TooSlowError) as exc:
+            self.count("connect_failed")
+            log.debug("connect to %s failed: %s", address, exc or type(exc).__name__)
+            return False
+        framed = FramedStream(stream, max_frame=cfg.max_frame, max_hops=cfg.max_hops)
+        try:
+            info = await handshake(
+                framed,
+                self.identity(),
+                initiator=True,
+                time_limit_s=cfg.handshake_timeout_s,
+                admit=lambda i: self._admit(i, cfg.name),
+            )
+        except HandshakeError as exc:
+            await framed.aclose()
+            if "our own name" in str(exc) and address not in self.members.values():
+                return None
+            self._handshake_failed(address, exc)
+            return False
+        if not info.address:
+            info = attrs.evolve(info, address=address)
+        await self._session(info, framed, initiator=cfg.name, dialed=address)
+        return True
+
+    async def _accept_loop(self, listener: Any) -> None:
+        async with trio.open_nursery() as nursery:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:  # e.g. EMFILE: keep serving
+                    self.count("accept_failed")
+                    log.warning("accept failed: %s", exc)
+                    await trio.sleep(0.1)
+                    continue
+                nursery.start_soon(self._accepted, stream)
+
+    async def _accepted(self, stream: trio.abc.Stream) -> None:
+        cfg = self.config
+        framed = FramedStream(stream, max_frame=cfg.max_frame, max_hops=cfg.max_hops)
+        try:
+            info = await handshake(
+                framed,
+                self.identity(),
+                initiator=False,
+                time_limit_s=cfg.handshake_timeout_s,
+                admit=lambda i: self._admit(i, i.name),
+            )
+        except HandshakeError as exc:
+            await framed.aclose()
+            self._handshake_failed("inbound", exc)
+            return
+        await self._session(info, framed, initiator=info.name, dialed=None)
+
+    def _handshake_failed(self, where: str, exc: HandshakeError) -> None:
+        text = str(exc)
+        if "cookie" in text:
+            key = "auth_failed"
+        elif "timed out" in text:
+            key = "handshake_timeout"
+        elif "version" in text:
+            key = "version_mismatch"
+        elif "cluster" in text:
+            key = "wrong_cluster"
+        elif "duplicate name" in text:
+            key = "duplicate_name"
+        elif "duplicate connection" in text:
+            key = "duplicate_connection"
+        else:
+            key = "handshake_failed"
+        self.count(key)
+        level = logging.DEBUG if key == "duplicate_connection" else logging.WARNING
+        log.log(level, "handshake with %s failed (%s): %s", where, key, text)
+
+    def _admit(self, info: PeerInfo, initiator: str) -> str | None:
+        """One connection per pair: the one dialed by the smaller name wins."""
+        if self._stopping:
+            return "node is shutting down"
+        peer = self.peers.get(info.name)
+        if peer is None or peer.framed is None:
+            return None
+        if peer.incarnation != info.incarnation:
+            idle = trio.current_time() - (peer.last_received or 0.0)
+            if idle > 2 * self.config.heartbeat_interval_s + 1:
+                return None  # the old connection is silent: a restart, take the new one
+            return f"duplicate name: {info.name!r} is already connected"
+        if initiator < peer.initiator:
+            return None  # the new one wins; _session closes the old one
+        return "duplicate connection"
+
+    async def _session(
+        self, info: PeerInfo, framed: FramedStream, *, initiator: str, dialed: str | None
+    ) -> None:
+        """Run one established connection until it ends."""
+        peer = self._peer(info.name, info.address or dialed or "")
+        if peer.framed is not None:
+            # Both sides dialed and both handshakes passed admission at once:
+            # apply the same tie-break on both sides, so both keep the same one.
+            if not initiator < peer.initiator or peer.cancel is None:
+                self.count("duplicate_connection")
+                await framed.aclose()
+                return
+            peer.cancel.cancel()
+            with trio.move_on_after(1):
+                while peer.framed is not None:
+                    await peer.changed.wait()
+        now = trio.current_time()
+        self.departed.discard(info.name)
+        peer.departed = False
+        peer.role, peer.incarnation, peer.initiator = info.role, info.incarnation, initiator
+        peer.framed, peer.connected_since, peer.last_received = framed, now, now
+        peer.connects += 1
+        peer.breaker.record_success(now)
+        peer.outbox.set_connected(True)
+        peer.signal_change()
+        if info.address:
+            self.learn_member(info.name, info.address)
+        self.count("connections")
+        log.info("connected to %s at %s", info.name, info.address or "?")
+        if self.on_peer_change:
+            self.on_peer_change(info.name, True)
+        outcome: list[tuple[str, bool]] = []
+        try:
+            with trio.CancelScope() as scope:
+                peer.cancel = scope
+                async with trio.open_nursery() as nursery:
+                    cancel = nursery.cancel_scope
+                    nursery.start_soon(self._guard, self._writer, peer, framed, outcome, cancel)
+                    nursery.start_soon(self._guard, self._reader, peer, framed, outcome, cancel)
+        finally:
+            reason, failed = outcome[0] if outcome else ("replaced or stopped", False)
+            if failed and not peer.departed and not self._stopping:
+                peer.breaker.record_failure(trio.current_time())
+            peer.cancel = None
+            peer.framed = None
+            peer.connected_since = None
+            peer.disconnects += 1
+            peer.outbox.set_connected(False)
+            peer.wake.set()
+            peer.signal_change()
+            await framed.aclose()
+            if self.on_peer_change:
+                self.on_peer_change(info.name, False)
+            log.info("disconnected from %s: %s", info.name, reason)
+
+    @staticmethod
+    async def _guard(
+        part: Callable[[PeerLink, FramedStream], Any],
+        peer: PeerLink,
+        framed: FramedStream,
+        outcome: list[tuple[str, bool]],
+        cancel: trio.CancelScope,
+    ) -> None:
+        """Run reader or writer; the first to end records why and ends the session.
+
+        Broken streams, write timeouts and oversize frames count as failures
+        (they trip the breaker); a BYE does not.
+        """
+        try:
+            reason = await part(peer, framed)
+            outcome.append((str(reason or "closed"), False))
+        except (ConnectionClosedError, trio.TooSlowError, FrameTooLargeError) as exc:
+            what = "write timed out" if isinstance(exc, trio.TooSlowError) else str(exc)
+            outcome.append((what, True))
+        cancel.cancel()
+
+    async def _reader(self, peer: PeerLink, framed: FramedStream) -> str:
+        cfg = self.config
+        idle = cfg.acceptable_heartbeat_pause_s + 2 * cfg.heartbeat_interval_s
+        while True:
+            with trio.move_on_after(idle) as scope:
+                try:
+                    msg = await framed.receive()
+                except FrameTooLargeError:
+                    self.count("bad_frames")
+                    raise
+                except ProtocolError as exc:
+                    framed.bad_frames += 1
+                    self.count("bad_frames")
+                    log.warning("bad frame from %s: %s", peer.name, exc)
+                    if framed.bad_frames > MAX_BAD_FRAMES:
+                        raise ConnectionClosedError("too many bad frames") from exc
+                    continue
+            if scope.cancelled_caught:
+                self.count("idle_timeouts")
+                raise ConnectionClosedError(f"peer silent for {idle:g} s")
+            peer.last_received = trio.current_time()
+            if isinstance(msg, Events):
+                self._on_events(peer, msg)
+            elif isinstance(msg, Heartbeat):
+                self._on_heartbeat(peer, msg)
+            elif isinstance(msg, Bye):
+                peer.departed = True
+                self.departed.add(peer.name)
+                self.count("departures")
+                log.info("%s left: %s", peer.name, msg.reason or "bye")
+                return f"peer left ({msg.reason})"
+            else:
+                handler = self.handlers.get(type(msg))
+                if handler is None:
+                    self.count("unexpected_messages")
+                    log.warning("unexpected %s from %s", type(msg).__name__, peer.name)
+                else:
+                    handler(peer.name, msg)
+
+    async def _writer(self, peer: PeerLink, framed: FramedStream) -> None:
+        cfg = self.config
+        outbox = peer.outbox
+        while True:
+            if not outbox.control and not outbox.pending:
+                peer.wake = trio.Event()
+                peer.writer_waiting = True
+                await peer.wake.wait()
+                continue
+            if not outbox.control and outbox.pending < cfg.batch_max and cfg.batch_delay_s > 0:
+                await trio.sleep(cfg.batch_delay_s)  # let a batch gather
+            while outbox.control:
+                with trio.fail_after(cfg.write_timeout_s):
+                    await framed.send(outbox.control.popleft())
+            batch = outbox.take_batch(cfg.batch_max)
+            if not batch:
+                continue
+            data = self._encode_batch(outbox, batch)
+            if data is None:
+                continue
+            with trio.fail_after(cfg.write_timeout_s):
+                await framed.send_bytes(data)
+            outbox.mark_sent(batch)
+            peer.breaker.record_success(trio.current_time())
+
+    def _encode_batch(self, outbox: Outbox, batch: list[Event]) -> bytes | None:
+        try:
+            return encode(Events(tuple(batch)), max_frame=self.config.max_frame)
+        except FrameTooLargeError:
+            pass
+        # Too big for one frame: send what fits one by one, drop only the
+        # events that alone exceed the frame limit (counted).
+        frames = []
+        for event in list(batch):
+            try:
+                frames.append(encode(Events((event,)), max_frame=self.config.max_frame))
+            except FrameTooLargeError:
+                outbox.drop_oversize(event)
+                batch.remove(event)
+                self.count("oversize_events")
+                log.warning("event %s from %s exceeds max_frame: dropped", event.type, event.source)
+        return b"".join(frames) if frames else None
+
+    # --- receiving ------------------------------------------------------------------------
+
+    def _on_events(self, peer: PeerLink, msg: Events) -> None:
+        me = self.config.name
+        for event in msg.events:
+            if event.source != peer.name and event.hops == 0:
+                self.count("source_mismatch")
+                log.warning("%s sent an event claiming source %s", peer.name, event.source)
+                continue
+            if event.source == me:
+                self.count("own_events_returned")
+                continue
+            try:
+                self.hlc.update(event.hlc)
+            except ClockError as exc:
+                self.count("clock_rejected")
+                log.warning("event from %s rejected: %s", peer.name, exc)
+                continue
+            if self.dedup.seen(event.source, event.hlc):
+                self.count("duplicates")
+                continue
+            peer.events_in += 1
+            self.count("events_in")
+            self.deliver(event)
+
+    def _on_heartbeat(self, peer: PeerLink, msg: Heartbeat) -> None:
+        if msg.node != peer.name:
+            self.count("source_mismatch")
+            return
+        for name, address in msg.members.items():
+            self.learn_member(name, address)
+        handler = self.handlers.get(Heartbeat)
+        if handler is not None:
+            handler(peer.name, msg)
+
+    # --- views ---------------------------------------------------------------------------
+
+    def peer_states(self) -> dict[str, dict[str, Any]]:
+        now = trio.current_time()
+        out = {}
+        for name, peer in sorted(self.peers.items()):
+            out[name] = {
+                "connected": peer.connected,
+                "address": peer.address,
+                "role": peer.role,
+                "breaker": str(peer.breaker.state(now)),
+                "departed": peer.departed,
+                "connects": peer.connects,
+                "disconnects": peer.disconnects,
+                "events_in": peer.events_in,
+                "last_received_s_ago": (
+                    None if peer.last_received is None else round(now - peer.last_received, 3)
+                ),
+                "backlog": len(peer.outbox.backlog),
+            }
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "peers": {name: peer.outbox.stats() for name, peer in sorted(self.peers.items())},
+            "counters": dict(sorted(self.counters.items())),
+            "dedup": {
+                "remembered": len(self.dedup),
+                "duplicates": self.dedup.duplicates,
+                "stale": self.dedup.stale,
+            },
+        }

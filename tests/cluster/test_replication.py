@@ -1,0 +1,159 @@
+"""Multi-node behaviour on the simulated network, under MockClock."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from vsmtest import cluster, full_mesh, wait_for
+
+from node.core.events import Event
+from node.core.wire import Events
+from node.sim import SimNetwork
+
+pytestmark = pytest.mark.trio
+
+
+async def test_five_nodes_form_a_full_mesh_from_one_seed(autojump_clock: trio.abc.Clock) -> None:
+    net = SimNetwork()
+    names = ["a", "b", "c", "d", "e"]
+    with trio.fail_after(120):
+        async with cluster(net, names) as nodes:
+            took = await wait_for(lambda: full_mesh(nodes))
+            assert took < 10
+            for name, node in nodes.items():
+                assert set(node.bridge.members) == set(names)
+                assert node.topology()["peers"] == sorted(set(names) - {name})
+            # one connection per pair: every node has exactly 4 live sessions
+            for node in nodes.values():
+                assert sum(p.connected for p in node.bridge.peers.values()) == 4
+
+
+async def test_every_event_delivered_exactly_once_everywhere(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    net = SimNetwork()
+    names = ["a", "b", "c"]
+    with trio.fail_after(120):
+        async with cluster(net, names) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            seen: dict[str, list[Event]] = {n: [] for n in names}
+            for name, node in nodes.items():
+                node.subscribe("*", seen[name].append)
+            published = []
+            for i in range(30):
+                for name, node in nodes.items():
+                    published.append(node.publish("task_execution", {"i": i, "from": name}))
+                await trio.sleep(0.01)
+            want = {e.id for e in published}
+            await wait_for(lambda: all(len(v) >= len(want) for v in seen.values()))
+            await trio.sleep(2)  # nothing more arrives
+            for events in seen.values():
+                ids = [e.id for e in events]
+                assert len(ids) == len(set(ids)) == len(want)
+                assert set(ids) == want
+            for node in nodes.values():
+                for stats in node.variety_stats()["peers"].values():
+                    assert stats["sent"] == 30 and stats["dropped"] == 0
+
+
+async def test_replayed_batch_is_deduplicated(autojump_clock: trio.abc.Clock) -> None:
+    net = SimNetwork()
+    with trio.fail_after(60):
+        async with cluster(net, ["a", "b"]) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            got: list[Event] = []
+            nodes["b"].subscribe("*", got.append)
+            ev = nodes["a"].publish("task_execution", {"i": 1})
+            await wait_for(lambda: len(got) == 1)
+            # the same batch arrives again (e.g. replayed after a reconnect)
+            link = nodes["b"].bridge.peers["a"]
+            nodes["b"].bridge._on_events(link, Events((ev, ev)))
+            assert len(got) == 1
+            assert nodes["b"].bridge.counters["duplicates"] == 2
+
+
+async def test_hlc_order_follows_causality_across_nodes(autojump_clock: trio.abc.Clock) -> None:
+    net = SimNetwork()
+    with trio.fail_after(60):
+        async with cluster(net, ["a", "b", "c"]) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            at_c: list[Event] = []
+            nodes["c"].subscribe("*", at_c.append)
+
+            def answer(event: Event) -> None:
+                if event.type == "task_execution":
+                    nodes["b"].publish("status_update", {"re": event.data["i"]})
+
+            nodes["b"].subscribe("task_execution", answer)
+            cause = nodes["a"].publish("task_execution", {"i": 7})
+            await wait_for(lambda: len(at_c) == 2)
+            effect = next(e for e in at_c if e.type == "status_update")
+            assert effect.hlc > cause.hlc
+            assert sorted(at_c, key=lambda e: e.hlc)[0].id == cause.id
+
+
+async def test_source_mismatch_is_rejected(autojump_clock: trio.abc.Clock) -> None:
+    net = SimNetwork()
+    with trio.fail_after(60):
+        async with cluster(net, ["a", "b", "c"]) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            got: list[Event] = []
+            nodes["b"].subscribe("*", got.append)
+            forged = nodes["c"].publish("task_execution", {"forged": True})
+            await wait_for(lambda: len(got) == 1)
+            link = nodes["b"].bridge.peers["a"]
+            fake = Event(
+                forged.type,
+                forged.channel,
+                {"x": 1},
+                "c",
+                forged.hlc.__class__(forged.hlc.physical + 1, 0, "c"),
+            )
+            nodes["b"].bridge._on_events(link, Events((fake,)))
+            assert len(got) == 1
+            assert nodes["b"].bridge.counters["source_mismatch"] == 1
+
+
+async def test_dead_peer_opens_breaker_and_backlog_is_replayed_once(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    net = SimNetwork()
+    with trio.fail_after(300):
+        async with cluster(net, ["a", "b", "c"]) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            got_c: list[Event] = []
+            nodes["c"].subscribe("*", got_c.append)
+            net.isolate("c")
+            link = nodes["a"].bridge.peers["c"]
+            # the silent connection is dropped, reconnects fail, the breaker opens
+            await wait_for(lambda: link.breaker.state(trio.current_time()) == "open", limit=120)
+            assert not link.connected
+            sent = [nodes["a"].publish("task_execution", {"i": i}) for i in range(50)]
+            stats = nodes["a"].variety_stats()["peers"]["c"]
+            assert stats["backlogged"] == 50
+            assert stats["offered"] == stats["sent"] + stats["backlogged"] + stats["queued"]
+            net.rejoin("c")
+            await wait_for(lambda: link.connected, limit=120)
+            want = {e.id for e in sent}
+            await wait_for(lambda: want <= {e.id for e in got_c}, limit=60)
+            await trio.sleep(3)
+            from_a = [e.id for e in got_c if e.source == "a"]
+            assert len(from_a) == len(set(from_a)) == 50
+            stats = nodes["a"].variety_stats()["peers"]["c"]
+            assert stats["backlogged"] == 0 and stats["sent"] == 50 and stats["dropped"] == 0
+            assert any(t.to_state == "open" for t in link.breaker.transitions), (
+                "the open transition was reported"
+            )
+
+
+async def test_gossip_discovery_forms_a_mesh_without_seeds(autojump_clock: trio.abc.Clock) -> None:
+    net = SimNetwork()
+    with trio.fail_after(120):
+        async with cluster(net, ["a", "b", "c"], seed="nobody", discovery="gossip") as nodes:
+            for node in nodes.values():
+                assert node.config.seeds == ("nobody:7401",)
+            took = await wait_for(lambda: full_mesh(nodes))
+            assert took < 10
+            # the last node to start is found by the others before it hears them
+            assert nodes["a"].discovery.counters["accepted"] >= 2
+            assert all(n.discovery.counters["sent"] >= 1 for n in nodes.values())

@@ -1,0 +1,92 @@
+"""The real thing: nodes over TCP on 127.0.0.1 (real clock, bounded waits)."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from typing import Any
+
+import pytest
+import trio
+
+from node.config import NodeConfig
+from node.core.events import Event
+from node.node import Node, open_node
+
+pytestmark = pytest.mark.trio
+
+FAST: dict[str, Any] = dict(
+    heartbeat_interval_s=0.1,
+    check_interval_s=0.1,
+    stable_after_s=0.3,
+    acceptable_heartbeat_pause_s=1.0,
+    reconnect_base_s=0.05,
+    reconnect_max_s=0.5,
+)
+
+
+async def until(predicate: Any, limit: float = 20.0) -> None:
+    with trio.fail_after(limit):
+        while not predicate():  # noqa: ASYNC110 - polls state owned by other tasks
+            await trio.sleep(0.02)
+
+
+def meshed(nodes: list[Node]) -> bool:
+    names = {n.name for n in nodes}
+    return all(
+        {p for p, link in n.bridge.peers.items() if link.connected} >= names - {n.name}
+        for n in nodes
+    )
+
+
+async def test_three_nodes_form_replicate_and_refuse_a_wrong_cookie() -> None:
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(
+            open_node(NodeConfig(name="a", listen="127.0.0.1:0", cookie="right-cookie", **FAST))
+        )
+        assert a.address.startswith("127.0.0.1:") and not a.address.endswith(":0")
+        nodes = [a]
+        for name in ("b", "c"):
+            cfg = NodeConfig(
+                name=name, listen="127.0.0.1:0", seeds=[a.address], cookie="right-cookie", **FAST
+            )
+            nodes.append(await stack.enter_async_context(open_node(cfg)))
+        await until(lambda: meshed(nodes))
+
+        got: dict[str, list[Event]] = {n.name: [] for n in nodes}
+        for n in nodes:
+            n.subscribe("*", got[n.name].append)
+        sent = [
+            n.publish("task_execution", {"i": i, "from": n.name}) for n in nodes for i in range(20)
+        ]
+        want = {e.id for e in sent}
+        await until(lambda: all({e.id for e in got[n]} >= want for n in got))
+        for events in got.values():
+            assert len(events) == len(want)
+
+        intruder_cfg = NodeConfig(
+            name="x", listen="127.0.0.1:0", seeds=[a.address], cookie="wrong-cookie", **FAST
+        )
+        intruder = await stack.enter_async_context(open_node(intruder_cfg))
+        await until(lambda: a.bridge.counters.get("auth_failed", 0) >= 1)
+        assert "x" not in a.bridge.peers or not a.bridge.peers["x"].connected
+        assert not any(link.connected for link in intruder.bridge.peers.values())
+        # the listener kept serving: the cluster is intact and still replicating
+        assert meshed(nodes)
+        late = a.publish("task_execution", {"late": True})
+        await until(lambda: any(e.id == late.id for e in got["c"]))
+        status = await a.check_partitions()
+        assert status["members"] == ["a", "b", "c"]
+
+
+async def test_bye_is_a_departure_not_a_failure() -> None:
+    async with open_node(NodeConfig(name="a", listen="127.0.0.1:0", cookie="k" * 12, **FAST)) as a:
+        cfg = NodeConfig(name="b", listen="127.0.0.1:0", seeds=[a.address], cookie="k" * 12, **FAST)
+        async with open_node(cfg) as b:
+            await until(lambda: meshed([a, b]))
+        await until(lambda: "b" in a.bridge.departed)
+        link = a.bridge.peers["b"]
+        assert not link.connected and link.departed
+        assert a.bridge.counters["departures"] == 1
+        assert link.breaker.state(trio.current_time()) == "closed"
+        status = await a.check_partitions()
+        assert status["status"] == "healthy" and status["members"] == ["a"]

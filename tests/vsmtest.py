@@ -1,0 +1,58 @@
+"""Shared helpers for multi-node tests on the simulated network (on pythonpath)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import trio
+
+from node.config import NodeConfig
+from node.node import Node, open_node
+from node.sim import SimNetwork
+
+COOKIE = "test-cookie-1234"
+
+
+def config(name: str, **kw: Any) -> NodeConfig:
+    base: dict[str, Any] = dict(name=name, listen=f"{name}:7401", cookie=COOKIE)
+    base.update(kw)
+    return NodeConfig(**base)
+
+
+@asynccontextmanager
+async def cluster(
+    net: SimNetwork, names: list[str], *, seed: str | None = None, **kw: Any
+) -> AsyncIterator[dict[str, Node]]:
+    """Start nodes in order; every node but the first gets the first as its only seed."""
+    first = seed or names[0]
+    async with AsyncExitStack() as stack:
+        nodes: dict[str, Node] = {}
+        for name in names:
+            seeds = [] if name == first else [f"{first}:7401"]
+            cfg = config(name, seeds=seeds, **kw)
+            nodes[name] = await stack.enter_async_context(
+                open_node(cfg, transport=net.transport(name))
+            )
+        yield nodes
+
+
+async def wait_for(
+    predicate: Callable[[], bool], *, limit: float = 60.0, step: float = 0.05
+) -> float:
+    """Poll until ``predicate()``; return the virtual time it took. TooSlowError past limit."""
+    start = trio.current_time()
+    with trio.fail_after(limit):
+        while not predicate():  # noqa: ASYNC110 - polls state owned by other tasks
+            await trio.sleep(step)
+    return trio.current_time() - start
+
+
+def full_mesh(nodes: dict[str, Node]) -> bool:
+    for name, node in nodes.items():
+        others = set(nodes) - {name}
+        connected = {p for p, link in node.bridge.peers.items() if link.connected}
+        if not others <= connected:
+            return False
+    return True
