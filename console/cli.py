@@ -9,15 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from console import __version__
 
 EXIT_NOT_BUILT = 2
+EXIT_CONFIG = 2
 
 NOT_BUILT = {
-    "tui": "the operator console (Textual TUI) is not built yet",
+    "tui": "the operator console (Textual TUI) is not built yet; run the node headless "
+    "with --daemon",
     "demo": "the demo (TUI over a simulated cluster) is not built yet",
-    "daemon": "the headless daemon mode is not built yet",
     "ctl": "the control-socket client (ctl) is not built yet",
 }
 
@@ -29,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
             "A clustered event bus built as Stafford Beer's Viable System Model, "
             "with a terminal operator console."
         ),
-        epilog="Run without options for the TUI with an embedded node.",
+        epilog="Run without options for the TUI with an embedded node. Settings come from "
+        "defaults < --config file < VSM_* environment < flags.",
     )
     parser.add_argument("--version", action="version", version=f"vsm-console {__version__}")
     mode = parser.add_mutually_exclusive_group()
@@ -42,11 +45,52 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the TUI over N in-process nodes on a simulated network (default 3)",
     )
     mode.add_argument("--daemon", action="store_true", help="run the node headless")
-    parser.add_argument("--config", metavar="PATH", help="TOML configuration file")
+    node = parser.add_argument_group("node")
+    node.add_argument("--config", metavar="PATH", help="TOML configuration file ([node] table)")
+    node.add_argument("--name", help="node name (default: host name)")
+    node.add_argument("--cluster", help="cluster name (default: vsm)")
+    node.add_argument(
+        "--listen", metavar="HOST:PORT", help="listen address (default 127.0.0.1:7401)"
+    )
+    node.add_argument("--advertise", metavar="HOST:PORT", help="address peers should dial")
+    node.add_argument(
+        "--seeds", metavar="HOST:PORT[,...]", help="comma-separated addresses of known members"
+    )
+    node.add_argument("--cookie", help="shared cluster secret (prefer VSM_COOKIE or a file)")
+    node.add_argument("--cookie-file", metavar="PATH", help="file holding the cluster cookie")
+    node.add_argument(
+        "--strategy",
+        choices=["static_quorum", "dynamic_weights", "vsm_health", "manual"],
+        help="partition resolution strategy",
+    )
+    node.add_argument("--role", choices=["member", "observer"])
+    node.add_argument("--discovery", choices=["static", "gossip", "dns"])
+    node.add_argument("--data-dir", metavar="PATH")
+    node.add_argument("--log-level", choices=["debug", "info", "warning", "error", "critical"])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     ctl = sub.add_parser("ctl", help="talk to a running node's control socket")
     ctl.add_argument("ctl_args", nargs=argparse.REMAINDER, help="control command and arguments")
     return parser
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Flags that were given, as config field overrides."""
+    out: dict[str, Any] = {
+        "name": args.name,
+        "cluster": args.cluster,
+        "listen": args.listen,
+        "advertise": args.advertise,
+        "cookie": args.cookie,
+        "cookie_file": args.cookie_file,
+        "strategy": args.strategy,
+        "role": args.role,
+        "discovery": args.discovery,
+        "data_dir": args.data_dir,
+        "log_level": args.log_level,
+    }
+    if args.seeds:
+        out["seeds"] = [s.strip() for s in args.seeds.split(",") if s.strip()]
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,15 +98,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "ctl":
         part = "ctl"
     elif args.daemon:
-        part = "daemon"
+        from console import daemon
+        from node.config import load_config
+        from node.errors import ConfigError
+
+        try:
+            config = load_config(args.config, overrides=overrides(args))
+        except ConfigError as exc:
+            print(f"vsm-console: bad configuration: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        return daemon.main(config)
     elif args.demo is not None:
         part = "demo"
     else:
         part = "tui"
     print(f"vsm-console: {NOT_BUILT[part]}.", file=sys.stderr)
     print(
-        "Built so far: the node core (events, hybrid logical clock, wire codec); "
-        "see README.md for the roadmap.",
+        "Built so far: the node (replication, variety control, partition detection) and "
+        "--daemon; see README.md for the roadmap.",
         file=sys.stderr,
     )
     return EXIT_NOT_BUILT

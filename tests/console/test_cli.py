@@ -20,7 +20,7 @@ def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(
     ("argv", "words"),
-    [([], "TUI"), (["--demo"], "demo"), (["--daemon"], "daemon"), (["ctl", "status"], "ctl")],
+    [([], "TUI"), (["--demo"], "demo"), (["ctl", "status"], "ctl")],
 )
 def test_unbuilt_modes_say_so(
     argv: list[str], words: str, capsys: pytest.CaptureFixture[str]
@@ -57,3 +57,64 @@ def test_bad_theme_file_is_reported_not_fatal(tmp_path: object) -> None:
     assert [s.name for s in specs] == ["vsm-dark"]
     assert len(errors) == 2
     assert any("bad.toml" in e for e in errors) and any("primary" in e for e in errors)
+
+
+def test_daemon_refuses_bad_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--daemon", "--name", "bad name!", "--cookie", "c" * 12]) == 2
+    assert "bad configuration" in capsys.readouterr().err
+
+
+def test_daemon_refuses_parts_not_built(tmp_path: object, caplog: pytest.LogCaptureFixture) -> None:
+    from pathlib import Path
+
+    cfg = Path(str(tmp_path)) / "node.toml"
+    cfg.write_text(
+        '[node]\nname = "a"\ncookie = "cccccccccccc"\nmetrics_listen = "127.0.0.1:9100"\n'
+    )
+    assert main(["--daemon", "--config", str(cfg)]) == 2
+    assert "Prometheus endpoint is not built yet" in caplog.text
+
+
+def test_daemon_runs_and_stops_on_sigterm(tmp_path: object) -> None:
+    """A real process: starts, listens, leaves cleanly on SIGTERM (exit 0)."""
+    import os
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, VSM_COOKIE="daemon-test-cookie")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "--daemon",
+            "--name",
+            "solo",
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("daemon never listened")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert f"listening on 127.0.0.1:{port}" in err
+    assert "SIGTERM received" in err and "stopped" in err
