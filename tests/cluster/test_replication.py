@@ -157,3 +157,67 @@ async def test_gossip_discovery_forms_a_mesh_without_seeds(autojump_clock: trio.
             # the last node to start is found by the others before it hears them
             assert nodes["a"].discovery.counters["accepted"] >= 2
             assert all(n.discovery.counters["sent"] >= 1 for n in nodes.values())
+
+
+async def test_a_stalled_peer_never_blocks_the_others(autojump_clock: trio.abc.Clock) -> None:
+    net = SimNetwork(send_buffer=4096)  # a small TCP window fills fast
+    with trio.fail_after(120):
+        async with cluster(net, ["a", "b", "c"]) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            got_b: list[Event] = []
+            nodes["b"].subscribe("*", got_b.append)
+            net.cut("a", "c", one_way=True)  # a's bytes to c stall; a's writer to c blocks
+            start = trio.current_time()
+            sent = [
+                nodes["a"].publish("task_execution", {"i": i, "pad": "x" * 200}) for i in range(500)
+            ]
+            assert trio.current_time() == start  # publishing is synchronous, never waits
+            took = await wait_for(lambda: len(got_b) >= 500, limit=30)
+            assert took < 2, f"b waited {took} s behind a stalled c"
+            assert {e.id for e in got_b} >= {e.id for e in sent}
+            c_stats = nodes["a"].variety_stats()["peers"]["c"]
+            assert c_stats["sent"] < 500  # c is behind, its events wait in lanes or backlog
+            assert c_stats["offered"] == (
+                c_stats["sent"]
+                + c_stats["queued"]
+                + c_stats["backlogged"]
+                + c_stats["dropped"]
+                + c_stats["compressed"]
+                + c_stats["throttled"]
+            )
+
+
+async def test_crashing_component_is_restarted_rest_for_one(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    net = SimNetwork()
+    with trio.fail_after(120):
+        async with cluster(net, ["a", "b"]) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            node = nodes["a"]
+            real = node.bridge.variety
+            crashes: list[float] = []
+
+            class BrokenOnce:
+                def __getattr__(self, name: str) -> object:
+                    return getattr(real, name)
+
+                def flush(self, now: float) -> list[Event]:
+                    if not crashes:
+                        crashes.append(now)
+                        raise RuntimeError("variety window crashed on purpose")
+                    return real.flush(now)
+
+            node.bridge.variety = BrokenOnce()  # type: ignore[assignment]
+            await wait_for(lambda: node.supervisor.restarts["bridge"] == 1, limit=30)
+            sup = node.supervisor
+            # rest_for_one: variety and everything after it restarted, the detector did not
+            assert sup.crashes["variety"] == 1
+            assert sup.restarts["variety"] == 1 and sup.restarts["discovery"] == 1
+            assert sup.restarts["partition_detector"] == 0
+            # the restarted bridge reconnects and replicates again
+            await wait_for(lambda: full_mesh(nodes), limit=60)
+            got: list[Event] = []
+            nodes["b"].subscribe("*", got.append)
+            ev = node.publish("task_execution", {"after": "restart"})
+            await wait_for(lambda: any(e.id == ev.id for e in got), limit=30)

@@ -90,3 +90,51 @@ async def test_bye_is_a_departure_not_a_failure() -> None:
         assert link.breaker.state(trio.current_time()) == "closed"
         status = await a.check_partitions()
         assert status["status"] == "healthy" and status["members"] == ["a"]
+
+
+async def test_mutual_tls_cluster_replicates(tmp_path: Any) -> None:
+    import trustme
+
+    from node.config import TlsConfig
+
+    ca = trustme.CA()
+    paths = {}
+    for name in ("a", "b"):
+        cert = ca.issue_cert("127.0.0.1", f"{name}.vsm.test")
+        cert_path, key_path = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+        cert.cert_chain_pems[0].write_to_path(str(cert_path))
+        cert.private_key_pem.write_to_path(str(key_path))
+        paths[name] = (str(cert_path), str(key_path))
+    ca_path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+
+    def tls(name: str) -> TlsConfig:
+        cert, key = paths[name]
+        return TlsConfig(cert=cert, key=key, ca=str(ca_path), require_client_cert=True)
+
+    cookie = "tls-cluster-cookie"
+    async with open_node(
+        NodeConfig(name="a", listen="127.0.0.1:0", cookie=cookie, tls=tls("a"), **FAST)
+    ) as a:
+        cfg_b = NodeConfig(
+            name="b", listen="127.0.0.1:0", seeds=[a.address], cookie=cookie, tls=tls("b"), **FAST
+        )
+        async with open_node(cfg_b) as b:
+            await until(lambda: meshed([a, b]))
+            got: list[Event] = []
+            b.subscribe("*", got.append)
+            ev = a.publish("policy_update", {"policy": "p1"})
+            await until(lambda: any(e.id == ev.id for e in got))
+            # a plain-TCP node with the right cookie cannot join a TLS cluster
+            cfg_c = NodeConfig(
+                name="c", listen="127.0.0.1:0", seeds=[a.address], cookie=cookie, **FAST
+            )
+            async with open_node(cfg_c) as c:
+                await until(lambda: c.bridge.counters.get("handshake_failed", 0) >= 1)
+                assert not any(link.connected for link in c.bridge.peers.values())
+
+
+async def test_unbuilt_subsystem_says_so() -> None:
+    async with open_node(NodeConfig(name="a", listen="127.0.0.1:0", cookie="k" * 12)) as a:
+        with pytest.raises(NotImplementedError, match="not built yet"):
+            await a.algedonic_scream({"reason": "test"})
