@@ -1,0 +1,678 @@
+"""Variety engineering core: buckets, compression, AIMD, pressure, stats.
+
+Every test drives time by hand through ``now``.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from node.core.events import Channel, Event, classify
+from node.core.hlc import Timestamp
+from node.core.variety import (
+    DEFAULT_QUOTAS,
+    PRESSURE_HIGH,
+    PRESSURE_MODERATE,
+    VarietyManager,
+    Verdict,
+    pressure_level,
+)
+from node.errors import ConfigError
+
+A, C, T = Verdict.ADMIT, Verdict.COMPRESS, Verdict.THROTTLE
+S1, GEN = Channel.S1_OPERATIONAL, Channel.GENERAL
+_clock = itertools.count(1)
+
+
+def ev(
+    type: str = "task_execution",
+    data: Mapping[str, Any] | None = None,
+    *,
+    source: str = "a",
+    channel: Any = None,
+    hlc: Timestamp | None = None,
+    hops: int = 0,
+) -> Event:
+    """An event with a fresh, increasing HLC unless one is given."""
+    return Event(
+        type,
+        classify(type) if channel is None else channel,
+        {"task": "t", "ms": 1} if data is None else data,
+        source,
+        hlc or Timestamp(1_000, next(_clock), source),
+        hops,
+    )
+
+
+def unique(i: int) -> Event:
+    """An event whose signature no other ``unique(j)`` shares."""
+    return ev(data={f"k{i}": i})
+
+
+def admits(vm: VarietyManager, now: float, n: int = 50, *, make: Any = unique) -> int:
+    """How many of ``n`` events offered at ``now`` are admitted."""
+    return sum(vm.admit(make(i), now) is A for i in range(n))
+
+
+def channel_stats(vm: VarietyManager, channel: Channel = S1) -> dict[str, Any]:
+    return vm.stats()[channel.value]
+
+
+# --- configuration ---------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    vm = VarietyManager()
+    assert vm.effective_quotas() == dict(DEFAULT_QUOTAS)
+    assert vm.effective_quotas()[Channel.S5_POLICY] == 50
+    assert vm.effective_quotas()[Channel.ALGEDONIC] is None
+    stats = vm.stats()
+    assert list(stats) == [c.value for c in Channel]
+    assert stats["s1_operational"]["capacity"] == 1000  # one second of quota
+    assert stats["algedonic"]["capacity"] is None
+
+
+def test_quotas_by_name_or_channel_others_keep_defaults() -> None:
+    vm = VarietyManager({"s5_policy": 5, Channel.GENERAL: 2.5, "s1_operational": None})
+    q = vm.effective_quotas()
+    assert q[Channel.S5_POLICY] == 5
+    assert q[GEN] == 2.5
+    assert q[S1] is None
+    assert q[Channel.S3_CONTROL] == 200
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"quotas": {"s9_nonsense": 1}}, "unknown channel 's9_nonsense'"),
+        ({"quotas": {"s1_operational": -1}}, "quota of s1_operational"),
+        ({"quotas": {"s1_operational": math.inf}}, "None for unlimited"),
+        ({"quotas": {"s1_operational": math.nan}}, "quota of s1_operational"),
+        ({"quotas": {"s1_operational": True}}, "must be a number"),
+        ({"quotas": {"s1_operational": "10"}}, "must be a number"),
+        ({"quotas": {"algedonic": 10}}, "algedonic bypasses every limit"),
+        ({"quotas": {"general": 1, Channel.GENERAL: 2}}, "twice"),
+        ({"capacities": {"general": 0.5}}, "capacity of general must be >= 1"),
+        ({"capacities": {"algedonic": 5}}, "algedonic bypasses every limit"),
+        ({"capacities": {"nope": 5}}, "unknown channel 'nope'"),
+        ({"window_s": 0}, "window_s must be > 0"),
+        ({"max_signatures": 0}, "max_signatures must be an int >= 1"),
+        ({"max_recorded": 1.5}, "max_recorded must be an int >= 1"),
+        ({"pressure_tau_s": -1}, "pressure_tau_s"),
+        ({"aimd_high": 1.5}, "aimd_high must be in [0, 1]"),
+        ({"aimd_low": 0.9, "aimd_high": 0.8}, "must not exceed aimd_high"),
+        ({"aimd_decrease": 0}, "aimd_decrease must be > 0"),
+        ({"adaptive_channels": ["algedonic"]}, "cannot be adaptive"),
+        ({"adaptive_channels": ["bogus"]}, "unknown channel"),
+    ],
+)
+def test_bad_config_raises_config_error(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        VarietyManager(**kwargs)
+
+
+# --- token buckets ---------------------------------------------------------------
+
+
+def test_quota_two_per_second_refills_continuously() -> None:
+    vm = VarietyManager({"s1_operational": 2})
+    assert admits(vm, 0.0) == 2  # burst: one second of quota
+    assert admits(vm, 0.25) == 0  # half a token
+    assert admits(vm, 0.5) == 1
+    assert admits(vm, 0.5) == 0
+    assert admits(vm, 0.75) == 0
+    assert admits(vm, 1.0) == 1
+    assert admits(vm, 11.0) == 2  # idle: capped at capacity, not 20
+
+
+def test_fractional_quota() -> None:
+    vm = VarietyManager({"s1_operational": 0.5})
+    assert channel_stats(vm)["capacity"] == 1  # at least one token
+    assert admits(vm, 0.0) == 1
+    assert admits(vm, 1.0) == 0
+    assert admits(vm, 2.0) == 1
+    assert admits(vm, 3.9) == 0
+    assert admits(vm, 4.0) == 1
+
+
+def test_small_quota_has_no_float_drift() -> None:
+    # 0.1/s polled every 100 ms: the token must be whole exactly at t = 10.
+    vm = VarietyManager({"s1_operational": 0.1})
+    got = [i for i in range(0, 201) if vm.admit(unique(i), i / 10) is A]
+    assert got == [0, 100, 200]
+
+
+def test_refill_is_continuous_not_ticked() -> None:
+    vm = VarietyManager({"s1_operational": 10}, capacities={"s1_operational": 1})
+    assert admits(vm, 0.0) == 1
+    assert admits(vm, 0.05) == 0
+    assert admits(vm, 0.1) == 1
+    assert admits(vm, 0.13) == 0
+    assert admits(vm, 0.2) == 1
+    assert admits(vm, 0.35) == 1  # 1.5 tokens earned, but capacity is 1
+    assert admits(vm, 0.4) == 0
+    assert admits(vm, 0.45) == 1
+
+
+def test_burst_capacity() -> None:
+    vm = VarietyManager({"s1_operational": 10}, capacities={"s1_operational": 5})
+    assert admits(vm, 0.0) == 5
+    assert admits(vm, 100.0) == 5  # never more than capacity after idling
+    assert channel_stats(vm)["capacity"] == 5
+    big = VarietyManager({"s5_policy": 50})
+    assert admits(big, 0.0, 200, make=lambda i: ev("policy_update", {f"k{i}": 1})) == 50
+
+
+def test_time_going_backwards_earns_nothing() -> None:
+    vm = VarietyManager({"s1_operational": 1})
+    assert admits(vm, 10.0) == 1
+    assert admits(vm, 5.0) == 0
+    assert admits(vm, 10.5) == 0
+    assert admits(vm, 11.0) == 1
+
+
+def test_quota_zero_passes_nothing_and_compresses_nothing() -> None:
+    vm = VarietyManager({"s1_operational": 0})
+    same = [ev(data={"task": "x", "ms": i}) for i in range(20)]
+    assert {vm.admit(e, 0.0) for e in same} == {T}
+    assert admits(vm, 1_000.0) == 0
+    assert vm.flush(1_001.0) == []
+    s = channel_stats(vm)
+    assert (s["offered"], s["admitted"], s["compressed"], s["throttled"]) == (70, 0, 0, 70)
+    assert vm.pressure(1_001.0)[S1] == 1.0
+    vm.set_system_pressure(1.0, 0.0)  # nothing for AIMD to cut
+    assert vm.effective_quotas()[S1] == 0
+
+
+def test_unlimited_channel() -> None:
+    vm = VarietyManager({"s1_operational": None})
+    assert admits(vm, 0.0, 5_000) == 5_000
+    assert vm.pressure(0.0)[S1] == 0.0
+    assert channel_stats(vm)["effective_quota"] is None
+
+
+def test_algedonic_bypasses_everything() -> None:
+    closed = dict.fromkeys((c for c in Channel if c is not Channel.ALGEDONIC), 0)
+    vm = VarietyManager(closed)
+    vm.set_system_pressure(1.0, 0.0)
+    pains = [ev("algedonic_pain", {"level": 9}) for _ in range(10_000)]
+    assert {vm.admit(e, 0.0) for e in pains} == {A}
+    assert vm.admit(ev("task_execution"), 0.0) is T
+    s = vm.stats()["algedonic"]
+    assert (s["offered"], s["admitted"], s["quota"], s["effective_quota"]) == (
+        10_000,
+        10_000,
+        None,
+        None,
+    )
+    assert vm.pressure(0.0)[Channel.ALGEDONIC] == 0.0
+    assert vm.flush(1.0) == []
+
+
+def test_unknown_channel_falls_into_general() -> None:
+    vm = VarietyManager({"general": 1})
+    assert vm.admit(ev("weird", channel="no_such_channel"), 0.0) is A
+    assert vm.admit(ev("weird", channel=None), 0.0) is not A  # general's bucket is empty
+    assert vm.admit(ev("weird", channel=42), 0.0) is not A
+    assert channel_stats(vm, GEN)["offered"] == 3
+    # A channel given by name is that channel.
+    assert vm.admit(ev("policy_update", channel="s5_policy"), 0.0) is A
+    assert vm.stats()["s5_policy"]["admitted"] == 1
+
+
+# --- semantic compression ---------------------------------------------------------
+
+
+def test_lone_over_quota_event_is_throttled_and_becomes_company() -> None:
+    vm = VarietyManager({"s1_operational": 1})
+    assert vm.admit(unique(0), 0.0) is A
+    first = ev("status_update", {"cpu": 1})
+    assert vm.admit(first, 0.0) is T  # nothing like it yet this window
+    assert vm.admit(ev("status_update", {"cpu": 2}), 0.0) is C
+    assert vm.admit(ev("status_update", {"cpu": 3}), 0.0) is C
+    [agg] = vm.flush(1.0)
+    assert agg.data["count"] == 2  # the folded ones only; the throttled one is counted apart
+    s = channel_stats(vm)
+    assert (s["admitted"], s["compressed"], s["throttled"], s["aggregates"]) == (1, 2, 1, 1)
+
+
+def test_admitted_event_is_company_for_over_quota_ones() -> None:
+    vm = VarietyManager({"s1_operational": 1})
+    assert vm.admit(ev(data={"task": "a", "ms": 1}), 0.0) is A
+    assert vm.admit(ev(data={"task": "b", "ms": 2}), 0.0) is C  # same signature as the admitted
+
+
+def test_company_is_per_window() -> None:
+    vm = VarietyManager({"s1_operational": 1})
+    assert vm.admit(ev(data={"x": 1}), 0.0) is A
+    assert vm.admit(ev(data={"x": 2}), 0.0) is C
+    assert len(vm.flush(1.0)) == 1
+    assert vm.admit(unique(1), 1.0) is A  # spends the new token
+    assert vm.admit(ev(data={"x": 3}), 1.0) is T  # last window's company is gone
+    assert vm.admit(ev(data={"x": 4}), 1.0) is C
+
+
+def test_window_flush_aggregate_contents() -> None:
+    vm = VarietyManager({"s1_operational": 1})
+    assert vm.admit(ev(data={"task": "a", "ms": 0, "ok": True, "inner": {"x": 0}}), 0.0) is A
+    folded = [
+        ev(data={"task": "b", "ms": 10, "ok": True, "inner": {"x": 1.5, "y": "s"}}, hops=1),
+        ev(data={"task": "c", "ms": 30, "ok": False, "inner": {"x": -2.5, "y": "t"}}, hops=3),
+        ev(data={"task": "d", "ms": 20, "ok": True, "inner": {"x": 4.0, "y": "u"}}),
+    ]
+    # The admitted one has a different nested key set: it is not their company.
+    assert [vm.admit(e, 0.2) for e in folded] == [T, C, C]
+    assert vm.flush_due(0.5) is False
+    assert vm.flush_due(1.2) is True
+    [agg] = vm.flush(1.2)
+    assert agg.compressed is True
+    assert (agg.type, agg.channel, agg.source) == ("task_execution", S1, "a")
+    assert agg.hlc == folded[2].hlc  # the latest folded HLC
+    assert agg.hops == 3  # the most travelled, so relaying limits still hold
+    assert agg.data == {
+        "count": 2,
+        "first_hlc": folded[1].hlc.to_wire(),
+        "last_hlc": folded[2].hlc.to_wire(),
+        "sample": folded[1].data,
+        "stats": {
+            "ms": {"min": 20, "max": 30, "mean": 25.0},
+            "inner.x": {"min": -2.5, "max": 4.0, "mean": 0.75},
+        },  # bools and strings are not numeric fields
+    }
+    assert vm.flush(2.5) == []
+    s = channel_stats(vm)
+    assert (s["aggregates"], s["pending"], s["compression_ratio"]) == (1, 0, 2.0)
+
+
+def test_aggregate_is_msgpack_able_and_a_valid_wire_event() -> None:
+    vm = VarietyManager({"s1_operational": 1})
+    vm.admit(ev(data={"n": 1, "deep": {"a": {"b": 2}}}), 0.0)
+    vm.admit(ev(data={"n": 2, "deep": {"a": {"b": 3}}}), 0.0)
+    [agg] = vm.flush(1.0)
+    assert agg.data["stats"]["deep.a.b"] == {"min": 3, "max": 3, "mean": 3.0}
+    raw = msgpack.unpackb(msgpack.packb(agg.to_wire()))
+    back = Event.from_wire(raw)
+    assert back.compressed is True
+    assert back.data["first_hlc"] == agg.hlc.to_wire()
+
+
+def test_aggregate_hlc_bounds_are_min_and_max_not_arrival_order() -> None:
+    vm = VarietyManager({"s1_operational": 1})
+    vm.admit(ev(data={"v": 0}), 0.0)
+    stamps = [
+        Timestamp(50, 0, "a"),
+        Timestamp(10, 5, "a"),
+        Timestamp(90, 1, "a"),
+        Timestamp(10, 5, "b"),
+    ]
+    for h in stamps:
+        assert vm.admit(ev(data={"v": 1}, hlc=h), 0.0) is C
+    [agg] = vm.flush(1.0)
+    assert agg.data["first_hlc"] == [10, 5, "a"]
+    assert agg.data["last_hlc"] == [90, 1, "a"]
+    assert agg.hlc == Timestamp(90, 1, "a")
+
+
+def test_stamp_callable_gives_aggregates_fresh_timestamps() -> None:
+    fresh = Timestamp(99_999, 0, "relay")
+    vm = VarietyManager({"s1_operational": 1}, stamp=lambda: fresh)
+    vm.admit(ev(), 0.0)
+    vm.admit(ev(), 0.0)
+    [agg] = vm.flush(1.0)
+    assert agg.hlc == fresh
+    assert agg.data["last_hlc"] != fresh.to_wire()
+
+
+def test_numeric_stats_skip_nan_and_bools_and_handle_missing_fields() -> None:
+    vm = VarietyManager({"s1_operational": 1})
+    vm.admit(ev(data={"v": 1, "f": True}), 0.0)
+    for v in (math.nan, 4, 2.0, "n/a"):
+        vm.admit(ev(data={"v": v, "f": False}), 0.0)
+    [agg] = vm.flush(1.0)
+    assert agg.data["count"] == 4
+    assert agg.data["stats"] == {"v": {"min": 2.0, "max": 4, "mean": 3.0}}
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 5
+
+
+def test_exotic_values_take_the_general_walk_to_the_same_signature() -> None:
+    vm = VarietyManager({"s1_operational": 1})
+    assert vm.admit(ev(data={"level": Level.LOW, "n": 1}), 0.0) is A
+    assert vm.admit(ev(data={"level": Level.HIGH, "n": 2}), 0.0) is C
+    assert vm.admit(ev(data={"level": 3, "n": 3}), 0.0) is C  # plain ints: the fast path
+    [agg] = vm.flush(1.0)
+    assert agg.data["stats"] == {
+        "level": {"min": 3, "max": 5, "mean": 4.0},
+        "n": {"min": 2, "max": 3, "mean": 2.5},
+    }
+
+
+def test_flush_orders_aggregates_by_channel_priority() -> None:
+    vm = VarietyManager({"general": 1, "s5_policy": 1, "s1_operational": 1})
+    for etype in ("custom", "task_execution", "policy_update"):
+        for _ in range(3):
+            vm.admit(ev(etype), 0.0)
+    out = vm.flush(1.0)
+    assert [a.channel for a in out] == [Channel.S5_POLICY, S1, GEN]
+    assert all(a.data["count"] == 2 for a in out)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [
+        ({"a": 1, "b": "x"}, {"a": 2, "b": "y"}, True),  # values do not matter
+        ({"a": 1, "b": "x"}, {"b": "y", "a": 2}, True),  # nor key order
+        ({"l": [1]}, {"l": [1, 2, {"z": 3}]}, True),  # lists are values
+        ({"a": 1}, {"a": 1, "b": 2}, False),
+        ({"a": 1}, {"a": {"b": 1}}, False),  # a map is structure
+        ({"a": {"b": 1}}, {"a": {"c": 1}}, False),  # nested keys count
+        ({"a": {"b": {"c": 1}}}, {"a": {"b": {"c": "x"}}}, True),
+        ({}, {}, True),
+    ],
+)
+def test_signature_is_key_structure_not_values(
+    first: dict[str, Any], second: dict[str, Any], same: bool
+) -> None:
+    vm = VarietyManager({"s1_operational": 1})
+    vm.admit(unique(-1), 0.0)
+    vm.admit(ev(data=first), 0.0)  # lone: throttled, now company
+    assert vm.admit(ev(data=second), 0.0) is (C if same else T)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        ev("status_update"),  # another type
+        ev(source="b"),  # another source
+        ev(channel=Channel.S2_COORDINATION),  # another channel
+    ],
+)
+def test_signature_includes_type_source_and_channel(other: Event) -> None:
+    vm = VarietyManager({"s1_operational": 1, "s2_coordination": 1})
+    vm.admit(unique(-1), 0.0)
+    vm.admit(ev(channel=Channel.S2_COORDINATION, data={"z": 0}), 0.0)
+    assert vm.admit(ev(), 0.0) is T
+    assert vm.admit(other, 0.0) is T
+
+
+def test_signature_bound() -> None:
+    vm = VarietyManager({"s1_operational": 1}, max_signatures=3)
+    assert vm.admit(unique(0), 0.0) is A  # takes one slot when the channel goes over quota
+    assert [vm.admit(unique(i), 0.0) for i in (1, 2, 3, 4)] == [T, T, T, T]
+    s = channel_stats(vm)
+    assert (s["signatures"], s["throttled"], s["throttled_overflow"]) == (3, 4, 2)
+    assert vm.admit(unique(1), 0.0) is C  # a live signature still folds
+    assert vm.admit(unique(3), 0.0) is T  # an overflowed one never gets a slot
+    assert channel_stats(vm)["throttled_overflow"] == 3
+    [agg] = vm.flush(1.0)
+    assert agg.data["count"] == 1
+    assert channel_stats(vm)["signatures"] == 0  # the bound is per window
+
+
+def test_admitted_events_recorded_beyond_limit_are_still_company() -> None:
+    vm = VarietyManager({"s1_operational": 100}, max_recorded=4)
+    for i in range(10):
+        assert vm.admit(unique(i), 0.0) is A
+    assert channel_stats(vm)["signatures"] == 10
+    for _ in range(90):
+        vm.admit(unique(99), 0.0)
+    assert vm.admit(unique(7), 0.0) is C
+
+
+# --- adaptive quotas (AIMD) -------------------------------------------------------
+
+
+def test_aimd_cut_at_most_once_per_second_down_to_floor() -> None:
+    vm = VarietyManager()
+    vm.set_system_pressure(0.9, 0.0)
+    q = vm.effective_quotas()
+    assert (q[S1], q[GEN]) == (500, 50)
+    # S2-S5 are not cut, algedonic is never limited.
+    assert [q[c] for c in Channel][:5] == [None, 50, 100, 200, 500]
+    vm.set_system_pressure(0.95, 0.5)
+    assert vm.effective_quotas()[S1] == 500  # not twice within a second
+    trail = []
+    for t in (1.0, 2.0, 3.0, 4.0):
+        vm.set_system_pressure(1.0, t)
+        trail.append(vm.effective_quotas()[S1])
+    assert trail == [250, 125, 100, 100]  # floor: 10% of base
+    assert vm.effective_quotas()[GEN] == 10
+    assert channel_stats(vm)["effective_quota"] == 100
+    assert channel_stats(vm)["quota"] == 1000
+
+
+def test_aimd_threshold_is_strictly_above_high() -> None:
+    vm = VarietyManager()
+    vm.set_system_pressure(0.8, 0.0)
+    assert vm.effective_quotas()[S1] == 1000
+
+
+def test_aimd_recovers_ten_percent_of_base_per_second() -> None:
+    vm = VarietyManager()
+    for t in range(4):
+        vm.set_system_pressure(0.9, float(t))
+    assert vm.effective_quotas()[S1] == 100
+    vm.set_system_pressure(0.3, 4.0)
+    assert vm.effective_quotas()[S1] == pytest.approx(200)
+    vm.set_system_pressure(0.3, 4.5)
+    assert vm.effective_quotas()[S1] == pytest.approx(250)
+    vm.set_system_pressure(0.6, 5.5)  # between thresholds: hold
+    assert vm.effective_quotas()[S1] == pytest.approx(250)
+    vm.set_system_pressure(0.3, 6.5)
+    assert vm.effective_quotas()[S1] == pytest.approx(350)
+    assert vm.effective_quotas()[GEN] == pytest.approx(35)
+    vm.set_system_pressure(0.0, 100.0)
+    assert vm.effective_quotas()[S1] == 1000  # never above base
+
+
+def test_aimd_changes_the_bucket_and_keeps_tokens_earned_before() -> None:
+    vm = VarietyManager({"general": 10}, capacities={"general": 20})
+    make = lambda i: ev("custom", {f"k{i}": 1})  # noqa: E731
+    assert admits(vm, 0.0, 50, make=make) == 20
+    vm.set_system_pressure(0.9, 0.5)  # 5 tokens earned at 10/s before the cut
+    assert channel_stats(vm, GEN)["capacity"] == 10  # burst scales with the quota
+    assert admits(vm, 1.0, 50, make=make) == 7  # 5 + 0.5 s at 5/s
+    assert admits(vm, 100.0, 50, make=make) == 10
+
+
+def test_system_pressure_is_clipped_and_nan_rejected() -> None:
+    vm = VarietyManager()
+    vm.set_system_pressure(7.0, 0.0)
+    assert vm.system_pressure == 1.0
+    assert vm.effective_quotas()[S1] == 500
+    vm.set_system_pressure(-3.0, 1.0)
+    assert vm.system_pressure == 0.0
+    with pytest.raises(ConfigError, match="nan"):
+        vm.set_system_pressure(math.nan, 2.0)
+
+
+def test_adaptive_channels_configurable() -> None:
+    vm = VarietyManager(adaptive_channels=["s4_intelligence"])
+    vm.set_system_pressure(1.0, 0.0)
+    q = vm.effective_quotas()
+    assert (q[Channel.S4_INTELLIGENCE], q[S1], q[GEN]) == (50, 1000, 100)
+
+
+# --- pressure ---------------------------------------------------------------------
+
+
+def test_pressure_is_smoothed_demand_over_effective_quota() -> None:
+    vm = VarietyManager({"s1_operational": 100}, pressure_tau_s=2.0)
+    for i in range(40):
+        vm.admit(unique(i), 0.0)
+    # 40 events at once: demand 40 / tau = 20 events/s.
+    assert vm.pressure(0.0)[S1] == pytest.approx(0.2)
+    assert vm.pressure(2.0)[S1] == pytest.approx(0.2 / math.e)
+    assert vm.pressure(2.0)[GEN] == 0.0
+    vm.set_system_pressure(0.9, 2.0)  # same demand, half the quota
+    assert vm.pressure(2.0)[S1] == pytest.approx(0.4 / math.e)
+
+
+@pytest.mark.parametrize(("rate", "level"), [(30, "healthy"), (65, "moderate"), (95, "high")])
+def test_steady_demand_converges_to_rate_over_quota(rate: int, level: str) -> None:
+    vm = VarietyManager({"general": 100}, pressure_tau_s=1.0)
+    now = 0.0
+    for i in range(rate * 20):
+        now = i / rate
+        vm.admit(ev("custom", {f"k{i % 7}": 1}), now)
+    p = vm.pressure(now)[GEN]
+    assert p == pytest.approx(rate / 100, abs=0.01)
+    assert pressure_level(p) == level
+    assert vm.overall_pressure(now) == p
+
+
+def test_pressure_counts_throttled_demand_and_clips_at_one() -> None:
+    vm = VarietyManager({"general": 1}, pressure_tau_s=1.0)
+    for i in range(500):
+        vm.admit(ev("custom", {f"k{i}": 1}), i / 100)  # 100/s against a quota of 1
+    assert vm.pressure(5.0)[GEN] == 1.0
+    assert vm.overall_pressure(5.0) == 1.0
+    assert channel_stats(vm, GEN)["throttled"] > 400
+
+
+def test_overall_pressure_is_the_most_pressed_channel() -> None:
+    vm = VarietyManager({"general": 10, "s5_policy": 10}, pressure_tau_s=1.0)
+    assert vm.overall_pressure(0.0) == 0.0
+    for _ in range(6):
+        vm.admit(ev("custom"), 0.0)
+    vm.admit(ev("policy_update"), 0.0)
+    p = vm.pressure(0.0)
+    assert p[GEN] == pytest.approx(0.6)
+    assert p[Channel.S5_POLICY] == pytest.approx(0.1)
+    assert vm.overall_pressure(0.0) == pytest.approx(0.6)
+
+
+def test_pressure_levels() -> None:
+    assert (PRESSURE_MODERATE, PRESSURE_HIGH) == (0.5, 0.8)
+    assert pressure_level(0.0) == "healthy"
+    assert pressure_level(0.499) == "healthy"
+    assert pressure_level(0.5) == "moderate"
+    assert pressure_level(0.8) == "moderate"
+    assert pressure_level(0.801) == "high"
+    assert pressure_level(1.0) == "high"
+
+
+# --- stats ------------------------------------------------------------------------
+
+
+def test_stats_are_plain_json() -> None:
+    vm = VarietyManager({"s1_operational": 1})
+    for i in range(5):
+        vm.admit(ev(data={"v": i}), 0.0)
+    vm.admit(unique(1), 0.0)
+    s = channel_stats(vm)
+    assert s == {
+        "quota": 1.0,
+        "effective_quota": 1.0,
+        "capacity": 1.0,
+        "offered": 6,
+        "admitted": 1,
+        "compressed": 4,
+        "throttled": 1,
+        "throttled_overflow": 0,
+        "aggregates": 0,
+        "pending": 4,
+        "signatures": 2,
+        "compression_ratio": 0.0,
+    }
+    vm.flush(1.0)
+    assert channel_stats(vm)["compression_ratio"] == 4.0
+    assert json.loads(json.dumps(vm.stats())) == vm.stats()
+
+
+# --- properties -------------------------------------------------------------------
+
+_TYPES = ["task_execution", "policy_update", "custom", "algedonic_pain", "synchronization"]
+_SHAPES: list[dict[str, Any]] = [
+    {"a": 1},
+    {"a": "x", "b": 2.5},
+    {"n": {"x": 1}},
+    {"n": {"y": True}},
+    {},
+]
+_step = st.one_of(
+    st.tuples(
+        st.just("admit"),
+        st.sampled_from(_TYPES),
+        st.sampled_from(["a", "b"]),
+        st.integers(0, len(_SHAPES) - 1),
+        st.floats(0, 0.5),
+    ),
+    st.tuples(st.just("flush"), st.floats(0, 2)),
+    st.tuples(st.just("pressure"), st.floats(0, 1), st.floats(0, 2)),
+)
+_quota = st.one_of(st.none(), st.just(0), st.floats(0.1, 5), st.integers(1, 20))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from([c for c in Channel if c is not Channel.ALGEDONIC]), _quota, max_size=6
+    ),
+    st.integers(1, 4),
+    st.lists(_step, max_size=120),
+)
+def test_every_offered_event_is_counted_once(
+    quotas: dict[Channel, float | None], max_signatures: int, steps: list[tuple[Any, ...]]
+) -> None:
+    vm = VarietyManager(quotas, max_signatures=max_signatures)
+    now = 0.0
+    verdicts = {c: dict.fromkeys(Verdict, 0) for c in Channel}
+    folded = dict.fromkeys(Channel, 0)
+    for step in steps:
+        if step[0] == "admit":
+            _, etype, source, shape, dt = step
+            now += dt
+            event = ev(etype, _SHAPES[shape], source=source)
+            verdicts[event.channel][vm.admit(event, now)] += 1
+        elif step[0] == "flush":
+            now += step[1]
+            for agg in vm.flush(now):
+                folded[agg.channel] += agg.data["count"]
+        else:
+            now += step[2]
+            vm.set_system_pressure(step[1], now)
+        for p in vm.pressure(now).values():
+            assert 0.0 <= p <= 1.0
+    for agg in vm.flush(now + 1):
+        folded[agg.channel] += agg.data["count"]
+    for channel, s in vm.stats().items():
+        c = Channel(channel)
+        assert s["offered"] == s["admitted"] + s["compressed"] + s["throttled"]
+        assert (s["admitted"], s["compressed"], s["throttled"]) == tuple(verdicts[c].values())
+        assert s["compressed"] == folded[c]  # every folded event comes out in an aggregate
+        assert s["pending"] == 0
+        assert s["throttled_overflow"] <= s["throttled"]
+    assert vm.stats()["algedonic"]["admitted"] == vm.stats()["algedonic"]["offered"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.floats(0.1, 50),
+    st.integers(1, 10),
+    st.lists(st.tuples(st.floats(0, 1), st.integers(1, 20)), min_size=1, max_size=60),
+)
+def test_admitted_never_exceeds_capacity_plus_quota_times_time(
+    quota: float, capacity: int, bursts: list[tuple[float, int]]
+) -> None:
+    vm = VarietyManager({"general": quota}, capacities={"general": capacity})
+    now = 0.0
+    admitted = 0
+    for dt, n in bursts:
+        now += dt
+        admitted += admits(vm, now, n, make=lambda i: ev("custom", {f"k{i}": 1}))
+        assert admitted <= capacity + quota * now + 1e-6
