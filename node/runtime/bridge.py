@@ -276,10 +276,18 @@ class ClusterBridge:
     async def _dial_loop(self, address: str) -> None:
         attempt = 0
         cfg = self.config
+        rested = False
         while not self._stopping:
             peer = self._peer_at(address)
             if peer is not None and peer.connected:
                 await peer.changed.wait()
+                rested = False
+                continue
+            if peer is not None and peer.departed and not rested:
+                # It said BYE: it is going away, not failing. Look for it again
+                # (a restart) only at the slow pace, and never trip its breaker.
+                await trio.sleep(cfg.reconnect_max_s * self._rng.uniform(0.5, 1.0))
+                rested = True
                 continue
             now = trio.current_time()
             if peer is not None and not peer.breaker.allow(now):
@@ -287,6 +295,7 @@ class ClusterBridge:
                 await trio.sleep(max((until or now) - now, cfg.reconnect_base_s))
                 continue
             ok = await self._dial_once(address)
+            rested = False
             if ok is None:  # it was ourselves
                 self._self_addresses.add(address)
                 self._dialing.discard(address)
@@ -295,7 +304,7 @@ class ClusterBridge:
                 attempt = 0
                 continue
             peer = self._peer_at(address)
-            if peer is not None:
+            if peer is not None and not peer.departed:
                 peer.breaker.record_failure(trio.current_time())
             attempt += 1
             departed = peer is not None and peer.departed
@@ -375,10 +384,13 @@ class ClusterBridge:
             key = "duplicate_name"
         elif "duplicate connection" in text:
             key = "duplicate_connection"
+        elif "shutting down" in text:
+            key = "peer_shutting_down"
         else:
             key = "handshake_failed"
         self.count(key)
-        level = logging.DEBUG if key == "duplicate_connection" else logging.WARNING
+        benign = ("duplicate_connection", "peer_shutting_down")
+        level = logging.DEBUG if key in benign or self._stopping else logging.WARNING
         log.log(level, "handshake with %s failed (%s): %s", where, key, text)
 
     def _admit(self, info: PeerInfo, initiator: str) -> str | None:

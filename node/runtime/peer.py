@@ -10,7 +10,6 @@ and closes.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -223,6 +222,15 @@ async def _pending_bye(framed: FramedStream) -> str | None:
 
 
 async def _refuse(framed: FramedStream, me: Identity, reason: str) -> None:
+    """Send BYE with the reason, then linger until the peer hangs up.
+
+    Closing at once with the peer's bytes unread makes TCP send a RST, which
+    destroys the BYE in flight; reading until EOF (briefly) lets it arrive.
+    """
     with trio.move_on_after(1):
-        with contextlib.suppress(ConnectionClosedError):
+        try:
             await framed.send(Bye(me.name, reason))
+            while True:
+                await framed.receive()
+        except (ConnectionClosedError, ProtocolError):
+            pass
