@@ -1,0 +1,96 @@
+"""A misbehaving but authenticated peer: the node counts, logs, survives."""
+
+from __future__ import annotations
+
+import struct
+
+import msgpack
+import pytest
+import trio
+from vsmtest import COOKIE, cluster, full_mesh, wait_for
+
+from node.core.events import Channel, Event
+from node.core.hlc import Timestamp, wall_clock_ms
+from node.core.wire import Events
+from node.runtime.peer import FramedStream, Identity, handshake
+from node.sim import SimNetwork
+
+pytestmark = pytest.mark.trio
+
+
+async def rogue(net: SimNetwork, name: str, target: str) -> FramedStream:
+    """Complete a real handshake as ``name`` (it knows the cookie), return the stream."""
+    stream = await net.transport(name).connect(target)
+    framed = FramedStream(stream, max_frame=1 << 20, max_hops=8)
+    me = Identity("vsm", name, "member", "", 1, COOKIE)
+    await handshake(framed, me, initiator=True, time_limit_s=5)
+    return framed
+
+
+async def test_garbage_frames_are_counted_and_the_node_survives(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    net = SimNetwork()
+    with trio.fail_after(120):
+        async with cluster(net, ["a", "b"]) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            a = nodes["a"]
+            got: list[Event] = []
+            a.subscribe("*", got.append)
+            framed = await rogue(net, "r", "a:7401")
+            await wait_for(lambda: "r" in a.bridge.peers and a.bridge.peers["r"].connected)
+
+            # not msgpack, unknown kind, wrong shape: each counted, connection kept
+            junk = [b"\xc1\xc1", msgpack.packb([99]), msgpack.packb([4, "x"])]
+            for payload in junk:
+                await framed.send_bytes(struct.pack(">I", len(payload)) + payload)
+            await wait_for(lambda: a.bridge.counters.get("bad_frames", 0) == 3)
+            assert a.bridge.peers["r"].connected
+
+            # an event claiming another source, and one from a clock far ahead
+            ahead = Timestamp(wall_clock_ms() + 60_000, 0, "r")
+            forged = Event("task_execution", Channel.S1_OPERATIONAL, {}, "b", ahead)
+            future = Event("task_execution", Channel.S1_OPERATIONAL, {}, "r", ahead)
+            fine = Event(
+                "task_execution",
+                Channel.S1_OPERATIONAL,
+                {"ok": 1},
+                "r",
+                Timestamp(wall_clock_ms(), 0, "r"),
+            )
+            await framed.send(Events((forged, future, fine)))
+            await wait_for(lambda: len(got) == 1)
+            assert got[0].data == {"ok": 1}
+            assert a.bridge.counters["source_mismatch"] == 1
+            assert a.bridge.counters["clock_rejected"] == 1
+
+            # an oversize length prefix: that connection is closed, nothing else
+            await framed.send_bytes(struct.pack(">I", 1 << 30))
+            await wait_for(lambda: not a.bridge.peers["r"].connected)
+            assert a.bridge.counters["bad_frames"] == 4
+            assert full_mesh(nodes)
+            ev = nodes["b"].publish("task_execution", {"still": "fine"})
+            await wait_for(lambda: any(e.id == ev.id for e in got))
+
+
+async def test_observer_is_not_a_voting_member(autojump_clock: trio.abc.Clock) -> None:
+    net = SimNetwork()
+    with trio.fail_after(120):
+        async with cluster(net, ["a", "b"]) as nodes:
+            from vsmtest import config
+
+            from node.node import open_node
+
+            async with open_node(
+                config("o", role="observer", seeds=["a:7401"]), transport=net.transport("o")
+            ) as obs:
+                nodes["o"] = obs
+                await wait_for(lambda: full_mesh(nodes))
+                await trio.sleep(3)
+                status = await nodes["a"].check_partitions()
+                assert status["members"] == ["a", "b"]
+                assert status["status"] == "healthy"
+                got: list[Event] = []
+                obs.subscribe("*", got.append)
+                ev = nodes["a"].publish("policy_update", {"v": 2})
+                await wait_for(lambda: any(e.id == ev.id for e in got))
