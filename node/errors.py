@@ -73,11 +73,22 @@ class UnknownMessageError(ProtocolError):
 
 
 class HandshakeError(ProtocolError):
-    """The peer failed the handshake (version, cluster, name, timeout)."""
+    """The handshake failed (version, cluster, name, cookie, timeout...).
+
+    ``kind`` is a short machine-readable cause ("auth_failed", "wrong_cluster",
+    "handshake_timeout", ...) for counters; the message is for people.
+    """
+
+    def __init__(self, message: str, *, kind: str = "handshake_failed") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class AuthenticationError(HandshakeError):
     """The peer could not prove it knows the cluster cookie."""
+
+    def __init__(self, message: str, *, kind: str = "auth_failed") -> None:
+        super().__init__(message, kind=kind)
 
 
 # --- partitions ----------------------------------------------------------------

@@ -29,7 +29,11 @@ from node.core.variety import VarietyManager, Verdict
 from node.core.wire import AnyMessage, Bye, Events, Heartbeat, encode
 from node.errors import ClockError, FrameTooLargeError, HandshakeError, ProtocolError
 from node.runtime.peer import (
+    DUPLICATE_CONNECTION,
+    DUPLICATE_NAME,
     MAX_BAD_FRAMES,
+    OWN_NAME,
+    SHUTTING_DOWN,
     ConnectionClosedError,
     FramedStream,
     Identity,
@@ -313,33 +317,19 @@ class ClusterBridge:
 
     async def _dial_once(self, address: str) -> bool | None:
         """One connect + handshake + session. True if a session ran; None if self."""
-        cfg = self.config
         try:
-            with trio.fail_after(cfg.connect_timeout_s):
+            with trio.fail_after(self.config.connect_timeout_s):
                 stream = await self.transport.connect(address)
         except (OSError, trio.TooSlowError) as exc:
             self.count("connect_failed")
             log.debug("connect to %s failed: %s", address, exc or type(exc).__name__)
             return False
-        framed = FramedStream(stream, max_frame=cfg.max_frame, max_hops=cfg.max_hops)
         try:
-            info = await handshake(
-                framed,
-                self.identity(),
-                initiator=True,
-                time_limit_s=cfg.handshake_timeout_s,
-                admit=lambda i: self._admit(i, cfg.name),
-            )
+            return await self._establish(stream, dialed=address)
         except HandshakeError as exc:
-            await framed.aclose()
-            if "our own name" in str(exc) and address not in self.members.values():
+            if exc.kind == OWN_NAME and address not in self.members.values():
                 return None
-            self._handshake_failed(address, exc)
             return False
-        if not info.address:
-            info = attrs.evolve(info, address=address)
-        await self._session(info, framed, initiator=cfg.name, dialed=address)
-        return True
 
     async def _accept_loop(self, listener: Any) -> None:
         async with trio.open_nursery() as nursery:
@@ -354,49 +344,46 @@ class ClusterBridge:
                 nursery.start_soon(self._accepted, stream)
 
     async def _accepted(self, stream: trio.abc.Stream) -> None:
+        with contextlib.suppress(HandshakeError):  # counted and logged in _establish
+            await self._establish(stream, dialed=None)
+
+    async def _establish(self, stream: trio.abc.Stream, *, dialed: str | None) -> bool:
+        """Handshake on a fresh stream (dialed by us if ``dialed``), then run the session.
+
+        A failed handshake is counted by its kind, logged, and re-raised.
+        """
         cfg = self.config
         framed = FramedStream(stream, max_frame=cfg.max_frame, max_hops=cfg.max_hops)
         try:
             info = await handshake(
                 framed,
                 self.identity(),
-                initiator=False,
+                initiator=dialed is not None,
                 time_limit_s=cfg.handshake_timeout_s,
-                admit=lambda i: self._admit(i, i.name),
+                admit=lambda i: self._admit(i, cfg.name if dialed is not None else i.name),
             )
         except HandshakeError as exc:
             await framed.aclose()
-            self._handshake_failed("inbound", exc)
-            return
-        await self._session(info, framed, initiator=info.name, dialed=None)
+            self.count(exc.kind)
+            benign = exc.kind in (DUPLICATE_CONNECTION, SHUTTING_DOWN) or self._stopping
+            log.log(
+                logging.DEBUG if benign else logging.WARNING,
+                "handshake with %s failed (%s): %s",
+                dialed or "inbound peer",
+                exc.kind,
+                exc,
+            )
+            raise
+        if dialed is not None and not info.address:
+            info = attrs.evolve(info, address=dialed)
+        initiator = cfg.name if dialed is not None else info.name
+        await self._session(info, framed, initiator=initiator, dialed=dialed)
+        return True
 
-    def _handshake_failed(self, where: str, exc: HandshakeError) -> None:
-        text = str(exc)
-        if "cookie" in text:
-            key = "auth_failed"
-        elif "timed out" in text:
-            key = "handshake_timeout"
-        elif "version" in text:
-            key = "version_mismatch"
-        elif "cluster" in text:
-            key = "wrong_cluster"
-        elif "duplicate name" in text:
-            key = "duplicate_name"
-        elif "duplicate connection" in text:
-            key = "duplicate_connection"
-        elif "shutting down" in text:
-            key = "peer_shutting_down"
-        else:
-            key = "handshake_failed"
-        self.count(key)
-        benign = ("duplicate_connection", "peer_shutting_down")
-        level = logging.DEBUG if key in benign or self._stopping else logging.WARNING
-        log.log(level, "handshake with %s failed (%s): %s", where, key, text)
-
-    def _admit(self, info: PeerInfo, initiator: str) -> str | None:
+    def _admit(self, info: PeerInfo, initiator: str) -> tuple[str, str] | None:
         """One connection per pair: the one dialed by the smaller name wins."""
         if self._stopping:
-            return "node is shutting down"
+            return SHUTTING_DOWN, "node is shutting down"
         peer = self.peers.get(info.name)
         if peer is None or peer.framed is None:
             return None
@@ -404,10 +391,10 @@ class ClusterBridge:
             idle = trio.current_time() - (peer.last_received or 0.0)
             if idle > 2 * self.config.heartbeat_interval_s + 1:
                 return None  # the old connection is silent: a restart, take the new one
-            return f"duplicate name: {info.name!r} is already connected"
+            return DUPLICATE_NAME, f"{info.name!r} is already connected"
         if initiator < peer.initiator:
             return None  # the new one wins; _session closes the old one
-        return "duplicate connection"
+        return DUPLICATE_CONNECTION, f"already connected to {info.name!r}"
 
     async def _session(
         self, info: PeerInfo, framed: FramedStream, *, initiator: str, dialed: str | None

@@ -35,6 +35,39 @@ from node.errors import AuthenticationError, HandshakeError, ProtocolError
 log = logging.getLogger("vsm.peer")
 
 RECEIVE_CHUNK = 64 * 1024
+
+# Causes of a failed handshake (HandshakeError.kind, counter names). A side
+# that refuses sends BYE with "<kind>: <text>", so both sides count the same.
+AUTH_FAILED = "auth_failed"
+WRONG_CLUSTER = "wrong_cluster"
+VERSION_MISMATCH = "version_mismatch"
+DUPLICATE_NAME = "duplicate_name"
+OWN_NAME = "own_name"
+DUPLICATE_CONNECTION = "duplicate_connection"
+SHUTTING_DOWN = "peer_shutting_down"
+TIMEOUT = "handshake_timeout"
+CONNECTION_LOST = "connection_lost"
+BAD_MESSAGE = "bad_handshake_message"
+REFUSED = "refused"
+_KINDS = frozenset(
+    {
+        AUTH_FAILED,
+        WRONG_CLUSTER,
+        VERSION_MISMATCH,
+        DUPLICATE_NAME,
+        DUPLICATE_CONNECTION,
+        SHUTTING_DOWN,
+    }
+)
+
+
+def _refused(peer: str, reason: str) -> HandshakeError:
+    """The peer sent BYE during the handshake: its reason says why, and of what kind."""
+    head = reason.split(":", 1)[0]
+    kind = head if head in _KINDS else REFUSED
+    return HandshakeError(f"peer {peer!r} refused: {reason}", kind=kind)
+
+
 # Bad frames tolerated on one connection before we hang up on the peer.
 MAX_BAD_FRAMES = 100
 
@@ -119,29 +152,33 @@ async def handshake(
     *,
     initiator: bool,
     time_limit_s: float,
-    admit: Callable[[PeerInfo], str | None] = lambda _info: None,
+    admit: Callable[[PeerInfo], tuple[str, str] | None] = lambda _info: None,
 ) -> PeerInfo:
     """Run the handshake; return the authenticated peer or raise HandshakeError.
 
-    ``admit`` is asked after the cookie proof and may return a reason to refuse
-    (duplicate name, duplicate connection); the peer then gets BYE.
+    ``admit`` is asked after the cookie proof and may return ``(kind, reason)``
+    to refuse (duplicate name, duplicate connection); the peer then gets BYE.
     """
     try:
         with trio.fail_after(time_limit_s):
             return await _handshake(framed, me, initiator=initiator, admit=admit)
     except trio.TooSlowError:
-        raise HandshakeError(f"handshake timed out after {time_limit_s:g} s") from None
+        raise HandshakeError(
+            f"handshake timed out after {time_limit_s:g} s", kind=TIMEOUT
+        ) from None
     except ConnectionClosedError as exc:
         # A refusing peer sends BYE and hangs up; our send may fail first.
         # Read what it left us, so the reason it gave is not lost.
-        reason = await _pending_bye(framed)
-        if reason is not None:
-            raise HandshakeError(f"peer refused: {reason}") from exc
-        raise HandshakeError(f"connection lost during handshake: {exc}") from exc
+        bye = await _pending_bye(framed)
+        if bye is not None:
+            raise _refused(bye.node, bye.reason) from exc
+        raise HandshakeError(
+            f"connection lost during handshake: {exc}", kind=CONNECTION_LOST
+        ) from exc
     except HandshakeError:
         raise
     except ProtocolError as exc:
-        raise HandshakeError(f"bad handshake message: {exc}") from exc
+        raise HandshakeError(f"bad handshake message: {exc}", kind=BAD_MESSAGE) from exc
 
 
 async def _handshake(
@@ -149,7 +186,7 @@ async def _handshake(
     me: Identity,
     *,
     initiator: bool,
-    admit: Callable[[PeerInfo], str | None],
+    admit: Callable[[PeerInfo], tuple[str, str] | None],
 ) -> PeerInfo:
     nonce = secrets.token_bytes(NONCE_SIZE)
     await framed.send(
@@ -157,20 +194,27 @@ async def _handshake(
     )
     hello = await framed.receive()
     if isinstance(hello, Bye):
-        raise HandshakeError(f"peer {hello.node!r} refused: {hello.reason}")
+        raise _refused(hello.node, hello.reason)
     if not isinstance(hello, Hello):
-        raise HandshakeError(f"expected HELLO, got {type(hello).__name__.upper()}")
-    if hello.version != PROTOCOL_VERSION:
-        await _refuse(framed, me, f"protocol version {hello.version} != {PROTOCOL_VERSION}")
         raise HandshakeError(
-            f"protocol version mismatch: peer speaks {hello.version}, we speak {PROTOCOL_VERSION}"
+            f"expected HELLO, got {type(hello).__name__.upper()}", kind=BAD_MESSAGE
+        )
+    if hello.version != PROTOCOL_VERSION:
+        await _refuse(framed, me, VERSION_MISMATCH, f"we speak version {PROTOCOL_VERSION}")
+        raise HandshakeError(
+            f"protocol version mismatch: peer speaks {hello.version}, we speak {PROTOCOL_VERSION}",
+            kind=VERSION_MISMATCH,
         )
     if hello.cluster != me.cluster:
-        await _refuse(framed, me, "wrong cluster")
-        raise HandshakeError(f"peer {hello.node!r} is in cluster {hello.cluster!r}, not ours")
+        await _refuse(framed, me, WRONG_CLUSTER, f"this is cluster {me.cluster!r}")
+        raise HandshakeError(
+            f"peer {hello.node!r} is in cluster {hello.cluster!r}, not ours", kind=WRONG_CLUSTER
+        )
     if hello.node == me.name:
-        await _refuse(framed, me, "duplicate name")
-        raise HandshakeError(f"peer uses our own name {me.name!r} (duplicate name, or ourselves)")
+        await _refuse(framed, me, DUPLICATE_NAME, f"{me.name!r} is this node's name")
+        raise HandshakeError(
+            f"peer uses our own name {me.name!r} (duplicate name, or ourselves)", kind=OWN_NAME
+        )
 
     init_name, resp_name = (me.name, hello.node) if initiator else (hello.node, me.name)
     init_nonce, resp_nonce = (nonce, hello.nonce) if initiator else (hello.nonce, nonce)
@@ -189,39 +233,42 @@ async def _handshake(
     await framed.send(Auth(mac(initiator)))
     proof = await framed.receive()
     if isinstance(proof, Bye):
-        raise HandshakeError(f"peer {hello.node!r} refused: {proof.reason}")
+        raise _refused(hello.node, proof.reason)
     if not isinstance(proof, Auth):
-        raise HandshakeError(f"expected AUTH, got {type(proof).__name__.upper()}")
+        raise HandshakeError(f"expected AUTH, got {type(proof).__name__.upper()}", kind=BAD_MESSAGE)
     if not verify_mac(mac(not initiator), proof.mac):
-        await _refuse(framed, me, "authentication failed")
+        await _refuse(framed, me, AUTH_FAILED, "cookie proof did not verify")
         raise AuthenticationError(f"peer {hello.node!r} failed the cookie proof (wrong cookie)")
     info = PeerInfo(hello.node, hello.role, hello.address, hello.incarnation, initiator)
-    reason = admit(info)
-    if reason is not None:
-        await _refuse(framed, me, reason)
-        raise HandshakeError(f"refused peer {hello.node!r}: {reason}")
+    refused = admit(info)
+    if refused is not None:
+        kind, reason = refused
+        await _refuse(framed, me, kind, reason)
+        raise HandshakeError(f"refused peer {hello.node!r}: {reason}", kind=kind)
     await framed.send(Welcome(me.name))
     welcome = await framed.receive()
     if isinstance(welcome, Bye):
-        raise HandshakeError(f"peer {hello.node!r} refused: {welcome.reason}")
+        raise _refused(hello.node, welcome.reason)
     if not isinstance(welcome, Welcome) or welcome.node != hello.node:
-        raise HandshakeError(f"expected WELCOME from {hello.node!r}, got {welcome!r:.80}")
+        raise HandshakeError(
+            f"expected WELCOME from {hello.node!r}, got {welcome!r:.80}", kind=BAD_MESSAGE
+        )
     return info
 
 
-async def _pending_bye(framed: FramedStream) -> str | None:
+async def _pending_bye(framed: FramedStream) -> Bye | None:
     with trio.move_on_after(0.5):
         try:
             while True:
                 msg = await framed.receive()
                 if isinstance(msg, Bye):
-                    return msg.reason
+                    return msg
         except (ConnectionClosedError, ProtocolError):
             return None
     return None
 
 
-async def _refuse(framed: FramedStream, me: Identity, reason: str) -> None:
+async def _refuse(framed: FramedStream, me: Identity, kind: str, text: str) -> None:
     """Send BYE with the reason, then linger until the peer hangs up.
 
     Closing at once with the peer's bytes unread makes TCP send a RST, which
@@ -229,7 +276,7 @@ async def _refuse(framed: FramedStream, me: Identity, reason: str) -> None:
     """
     with trio.move_on_after(1):
         try:
-            await framed.send(Bye(me.name, reason))
+            await framed.send(Bye(me.name, f"{kind}: {text}"))
             while True:
                 await framed.receive()
         except (ConnectionClosedError, ProtocolError):

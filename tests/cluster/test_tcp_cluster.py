@@ -130,7 +130,7 @@ async def test_mutual_tls_cluster_replicates(tmp_path: Any) -> None:
                 name="c", listen="127.0.0.1:0", seeds=[a.address], cookie=cookie, **FAST
             )
             async with open_node(cfg_c) as c:
-                await until(lambda: c.bridge.counters.get("handshake_failed", 0) >= 1)
+                await until(lambda: c.bridge.counters.get("connection_lost", 0) >= 1)
                 assert not any(link.connected for link in c.bridge.peers.values())
 
 

@@ -63,6 +63,7 @@ async def test_wrong_cookie_is_refused_on_both_sides(autojump_clock: trio.abc.Cl
         ra, rb = await both(ident("a", cookie="wrong-one"), ident("b"))
     assert isinstance(rb, AuthenticationError) and "wrong cookie" in str(rb)
     assert isinstance(ra, HandshakeError)
+    assert ra.kind == rb.kind == "auth_failed"
 
 
 async def test_wrong_cluster(autojump_clock: trio.abc.Clock) -> None:
@@ -70,20 +71,24 @@ async def test_wrong_cluster(autojump_clock: trio.abc.Clock) -> None:
         ra, rb = await both(ident("a", cluster="other"), ident("b"))
     assert isinstance(rb, HandshakeError) and "cluster 'other'" in str(rb)
     assert isinstance(ra, HandshakeError)
+    assert ra.kind == rb.kind == "wrong_cluster"
 
 
 async def test_own_name_is_refused(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(30):
         ra, rb = await both(ident("a"), ident("a"))
-    assert isinstance(ra, HandshakeError) and "own name" in str(ra)
+    assert isinstance(ra, HandshakeError) and "own name" in str(ra) and ra.kind == "own_name"
     assert isinstance(rb, HandshakeError)
 
 
 async def test_admit_can_refuse_with_reason(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(30):
-        ra, rb = await both(ident("a"), ident("b"), admit_b=lambda info: "duplicate name")
-    assert isinstance(ra, HandshakeError) and "duplicate name" in str(ra)
+        ra, rb = await both(
+            ident("a"), ident("b"), admit_b=lambda info: ("duplicate_name", "b is taken")
+        )
+    assert isinstance(ra, HandshakeError) and "b is taken" in str(ra)
     assert isinstance(rb, HandshakeError)
+    assert ra.kind == rb.kind == "duplicate_name"  # both sides count the same cause
 
 
 async def test_silent_peer_times_out(autojump_clock: trio.abc.Clock) -> None:
