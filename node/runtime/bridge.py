@@ -45,6 +45,9 @@ log = logging.getLogger("vsm.bridge")
 
 Handler = Callable[[str, Any], None]
 
+# Connections still in their handshake (not yet authenticated) at once.
+MAX_PENDING_HANDSHAKES = 64
+
 
 @attrs.define(eq=False)
 class PeerLink:
@@ -120,6 +123,7 @@ class ClusterBridge:
         self._rng = random.Random(f"{config.name}/{incarnation}")
         self._seq = 0
         self._stopping = False
+        self._handshaking = 0
 
     # --- counting and identity ---------------------------------------------------
 
@@ -344,6 +348,13 @@ class ClusterBridge:
                 nursery.start_soon(self._accepted, stream)
 
     async def _accepted(self, stream: trio.abc.Stream) -> None:
+        if self._handshaking >= MAX_PENDING_HANDSHAKES:
+            # Unauthenticated connections cost us memory and a timer each:
+            # past the cap, hang up at once rather than queue them.
+            self.count("handshake_overload")
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await stream.aclose()
+            return
         with contextlib.suppress(HandshakeError):  # counted and logged in _establish
             await self._establish(stream, dialed=None)
 
@@ -354,6 +365,7 @@ class ClusterBridge:
         """
         cfg = self.config
         framed = FramedStream(stream, max_frame=cfg.max_frame, max_hops=cfg.max_hops)
+        self._handshaking += 1
         try:
             info = await handshake(
                 framed,
@@ -374,6 +386,8 @@ class ClusterBridge:
                 exc,
             )
             raise
+        finally:
+            self._handshaking -= 1
         if dialed is not None and not info.address:
             info = attrs.evolve(info, address=dialed)
         initiator = cfg.name if dialed is not None else info.name

@@ -99,7 +99,7 @@ class PartitionDetector:
             self.config.name,
             self._seq,
             tuple(sorted(self.reach())),
-            dict(self.bridge.members),
+            {n: a for n, a in self.bridge.members.items() if n not in self.bridge.departed},
             health,
             self.config.role,
         )

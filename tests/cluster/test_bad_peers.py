@@ -94,3 +94,22 @@ async def test_observer_is_not_a_voting_member(autojump_clock: trio.abc.Clock) -
                 obs.subscribe("*", got.append)
                 ev = nodes["a"].publish("policy_update", {"v": 2})
                 await wait_for(lambda: any(e.id == ev.id for e in got))
+
+
+async def test_silent_and_excess_connections_do_not_hurt(autojump_clock: trio.abc.Clock) -> None:
+    from node.runtime.bridge import MAX_PENDING_HANDSHAKES
+
+    net = SimNetwork()
+    with trio.fail_after(120):
+        async with cluster(net, ["a"]) as nodes:
+            a = nodes["a"]
+            flood = net.transport("flood")
+            streams = [await flood.connect("a:7401") for _ in range(MAX_PENDING_HANDSHAKES + 5)]
+            await wait_for(lambda: a.bridge.counters.get("handshake_overload", 0) == 5)
+            # the silent ones time out after handshake_timeout_s, then the port serves again
+            await wait_for(lambda: a.bridge.counters.get("handshake_timeout", 0) >= 60, limit=30)
+            framed = await rogue(net, "r", "a:7401")
+            await wait_for(lambda: "r" in a.bridge.peers and a.bridge.peers["r"].connected)
+            for s in streams:
+                await s.aclose()
+            await framed.aclose()
