@@ -221,3 +221,46 @@ async def test_crashing_component_is_restarted_rest_for_one(
             nodes["b"].subscribe("*", got.append)
             ev = node.publish("task_execution", {"after": "restart"})
             await wait_for(lambda: any(e.id == ev.id for e in got), limit=30)
+
+
+async def test_duplicate_name_is_refused(autojump_clock: trio.abc.Clock) -> None:
+    from vsmtest import config
+
+    from node.node import open_node
+
+    net = SimNetwork()
+    with trio.fail_after(120):
+        async with cluster(net, ["a", "b"]) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            impostor_cfg = config("b", listen="b2:7401", seeds=["a:7401"])
+            async with open_node(impostor_cfg, transport=net.transport("b2")) as impostor:
+                await wait_for(lambda: nodes["a"].bridge.counters.get("duplicate_name", 0) >= 1)
+                assert impostor.bridge.counters.get("duplicate_name", 0) >= 1
+                assert not any(p.connected for p in impostor.bridge.peers.values())
+                # the real b keeps its connection
+                assert nodes["a"].bridge.peers["b"].connected
+                assert nodes["a"].bridge.peers["b"].address == "b:7401"
+
+
+async def test_restarted_node_rejoins_and_gets_its_backlog(autojump_clock: trio.abc.Clock) -> None:
+    from vsmtest import config
+
+    from node.node import open_node
+
+    net = SimNetwork()
+    with trio.fail_after(300):
+        async with cluster(net, ["a"]) as nodes:
+            a = nodes["a"]
+            async with open_node(config("b", seeds=["a:7401"]), transport=net.transport("b")) as b:
+                await wait_for(lambda: "b" in a.bridge.peers and a.bridge.peers["b"].connected)
+                first_incarnation = b.incarnation
+            await wait_for(lambda: "b" in a.bridge.departed)
+            missed = [a.publish("task_execution", {"i": i}) for i in range(10)]
+            assert a.variety_stats()["peers"]["b"]["backlogged"] == 10
+            async with open_node(config("b", seeds=["a:7401"]), transport=net.transport("b")) as b2:
+                assert b2.incarnation != first_incarnation
+                got: list[Event] = []
+                b2.subscribe("*", got.append)
+                await wait_for(lambda: {e.id for e in missed} <= {e.id for e in got}, limit=60)
+                assert "b" not in a.bridge.departed
+                assert a.variety_stats()["peers"]["b"]["backlogged"] == 0
