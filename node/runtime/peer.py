@@ -87,16 +87,19 @@ class FramedStream:
         self.bad_frames = 0
         self.bytes_in = 0
         self.bytes_out = 0
-        self._pending: list[AnyMessage] = []
+        self._send_lock = trio.Lock()
 
     async def send(self, message: Message) -> None:
         await self.send_bytes(encode(message, max_frame=self.max_frame))
 
     async def send_bytes(self, data: bytes) -> None:
-        try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise ConnectionClosedError(f"send failed: {exc or type(exc).__name__}") from exc
+        # The lock serialises the writer task and one-off senders (BYE at
+        # shutdown): trio refuses two concurrent send_all on one stream.
+        async with self._send_lock:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise ConnectionClosedError(f"send failed: {exc or type(exc).__name__}") from exc
         self.bytes_out += len(data)
 
     async def receive(self) -> AnyMessage:
@@ -104,8 +107,6 @@ class FramedStream:
         ProtocolError for bad input (the connection is still framed unless the
         error was a FrameTooLargeError, which leaves it unusable)."""
         while True:
-            if self._pending:
-                return self._pending.pop(0)
             msg = self.decoder.next_message()
             if msg is not None:
                 return msg

@@ -264,3 +264,29 @@ async def test_restarted_node_rejoins_and_gets_its_backlog(autojump_clock: trio.
                 await wait_for(lambda: {e.id for e in missed} <= {e.id for e in got}, limit=60)
                 assert "b" not in a.bridge.departed
                 assert a.variety_stats()["peers"]["b"]["backlogged"] == 0
+
+
+async def test_leaving_while_the_writer_is_blocked_is_prompt_and_clean(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    from vsmtest import config
+
+    from node.node import open_node
+
+    net = SimNetwork(send_buffer=8192)
+    with trio.fail_after(120):
+        async with cluster(net, ["a"]) as nodes:
+            a = nodes["a"]
+            async with open_node(config("b", seeds=["a:7401"]), transport=net.transport("b")) as b:
+                await wait_for(lambda: "a" in b.bridge.peers and b.bridge.peers["a"].connected)
+                net.cut("b", "a", one_way=True)
+                for i in range(3000):
+                    b.publish("task_execution", {"i": i, "pad": "y" * 100})
+                await trio.sleep(0.5)  # b's writer is now stuck in send_all
+                leaving = trio.current_time()
+            # BYE waits its turn behind the stuck writer, briefly, then gives up
+            assert trio.current_time() - leaving <= 1.5
+            net.heal_all()
+            # the BYE never left b, so a sees the stream end: a failure, not a departure
+            await wait_for(lambda: not a.bridge.peers["b"].connected, limit=30)
+            assert "b" not in a.bridge.departed
