@@ -38,7 +38,7 @@ from collections.abc import Mapping
 import attrs
 import trio
 
-from node.sim_datagram import Address, SimDatagramSocket, _is_multicast
+from node.sim_datagram import Address, SimDatagramSocket, is_multicast
 
 DEFAULT_SEND_BUFFER = 256 * 1024
 # What receive_some(None) returns at most; trio leaves the size to the stream.
@@ -206,7 +206,7 @@ class SimNetwork:
 
     def transport(self, host: str) -> SimTransport:
         """The transport of ``host`` (created on first use; the same object after)."""
-        if not host or ":" in host or host in WILDCARD_HOSTS or _is_multicast(host):
+        if not host or ":" in host or host in WILDCARD_HOSTS or is_multicast(host):
             raise ValueError(f"bad host name {host!r}")
         if host not in self._transports:
             self._transports[host] = SimTransport(self, host)

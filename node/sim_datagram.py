@@ -27,7 +27,7 @@ MAX_DATAGRAM = 65507
 Address = tuple[str, int]
 
 
-def _is_multicast(host: str) -> bool:
+def is_multicast(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_multicast
     except ValueError:
@@ -61,7 +61,7 @@ class SimDatagramSocket:
     def join_group(self, group: str) -> None:
         """Receive datagrams sent to multicast ``group`` on this socket's port."""
         self._check_open()
-        if not _is_multicast(group):
+        if not is_multicast(group):
             raise OSError(errno.EINVAL, f"{group} is not a multicast group")
         self._groups.add(group)
 
@@ -80,7 +80,7 @@ class SimDatagramSocket:
             )
         host, port = address
         net = self._net
-        if _is_multicast(host):
+        if is_multicast(host):
             for sock in list(net._udp.values()):
                 if sock.port == port and host in sock._groups:
                     self._deliver(sock.host, sock, payload)
