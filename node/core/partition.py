@@ -274,7 +274,11 @@ def decide(
             survivors=members,
             downed=frozenset(),
             awaiting_operator=False,
-            reason=f"healthy: all {len(members)} members hear each other",
+            reason=(
+                f"healthy: all {len(members)} members hear each other"
+                if len(members) > 1
+                else "healthy: a cluster of one"
+            ),
             strategy=strategy,
         )
 

@@ -265,7 +265,8 @@ class PartitionDetector:
 
 def _describe(topo: Topology) -> str:
     if topo.healthy:
-        return f"healthy, {len(topo.members)} members"
+        n = len(topo.members)
+        return f"healthy, {n} member{'s' if n != 1 else ''}"
     parts = [f"components {[sorted(c) for c in topo.components]}"]
     if topo.indirect:
         parts.append(f"indirect {sorted(topo.indirect)}")
