@@ -275,15 +275,35 @@ def _sim_gossip_socket(open_datagram: Any, opts: dict[str, Any]) -> Any:
 
 @asynccontextmanager
 async def open_node(config: NodeConfig, *, transport: Any = None) -> AsyncIterator[Node]:
-    """Start a node, yield it once it listens, and on exit say BYE and stop it."""
+    """Start a node, yield it once it listens, and on exit say BYE and stop it.
+
+    A single error (from the body, or the node's own, e.g. EscalationError
+    after a crash loop) comes out as itself, not wrapped in an exception group.
+    """
     if not isinstance(config, NodeConfig):
         raise ConfigError(f"open_node needs a NodeConfig, got {type(config).__name__}")
     node = Node(config, transport=transport)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(node._run)
-        try:
-            yield node
-        finally:
-            with trio.CancelScope(shield=True):
-                await node.bridge.shutdown()
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node._run)
+            try:
+                yield node
+            finally:
+                with trio.CancelScope(shield=True):
+                    await node.bridge.shutdown()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if len(leaves) == 1:
+            raise leaves[0] from leaves[0].__cause__
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out.extend(_leaves(exc))
+        else:
+            out.append(exc)
+    return out

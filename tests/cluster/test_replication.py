@@ -290,3 +290,30 @@ async def test_leaving_while_the_writer_is_blocked_is_prompt_and_clean(
             # the BYE never left b, so a sees the stream end: a failure, not a departure
             await wait_for(lambda: not a.bridge.peers["b"].connected, limit=30)
             assert "b" not in a.bridge.departed
+
+
+async def test_crash_loop_stops_the_node_with_the_original_error(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    from vsmtest import config
+
+    from node.errors import EscalationError
+    from node.node import open_node
+
+    net = SimNetwork()
+    with trio.fail_after(120):
+        with pytest.raises(EscalationError) as info:
+            async with open_node(config("a"), transport=net.transport("a")) as node:
+                real = node.bridge.variety
+
+                class AlwaysBroken:
+                    def __getattr__(self, name: str) -> object:
+                        return getattr(real, name)
+
+                    def flush(self, now: float) -> list[Event]:
+                        raise RuntimeError("variety window keeps crashing")
+
+                node.bridge.variety = AlwaysBroken()  # type: ignore[assignment]
+                await trio.sleep_forever()
+        assert isinstance(info.value.__cause__, RuntimeError)
+        assert "keeps crashing" in str(info.value.__cause__)
