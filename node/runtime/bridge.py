@@ -590,7 +590,6 @@ class ClusterBridge:
                 self.count("duplicates")
                 continue
             peer.events_in += 1
-            self.count("events_in")
             self.deliver(event)
 
     def _on_heartbeat(self, peer: PeerLink, msg: Heartbeat) -> None:
@@ -628,7 +627,16 @@ class ClusterBridge:
     def stats(self) -> dict[str, Any]:
         return {
             "peers": {name: peer.outbox.stats() for name, peer in sorted(self.peers.items())},
-            "counters": dict(sorted(self.counters.items())),
+            # events_in is kept per peer only (once per event on the receive
+            # path); the node-wide figure is their sum.
+            "counters": dict(
+                sorted(
+                    {
+                        **self.counters,
+                        "events_in": sum(p.events_in for p in self.peers.values()),
+                    }.items()
+                )
+            ),
             "dedup": {
                 "remembered": len(self.dedup),
                 "duplicates": self.dedup.duplicates,
