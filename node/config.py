@@ -50,7 +50,11 @@ DEFAULT_BACKLOG_SIZE = 10_000
 DEFAULT_LANE_SIZE = 10_000
 DEFAULT_DEDUP_SIZE = 10_000
 DEFAULT_BATCH_MAX = 256
-DEFAULT_BATCH_DELAY_S = 0.002
+DEFAULT_ALGEDONIC_QUEUE_SIZE = 1_000
+DEFAULT_SEND_WINDOW = 2_048
+DEFAULT_SEND_HIGH_WATER = 5_000
+DEFAULT_SEND_LOW_WATER = 2_500
+DEFAULT_SEND_TIMEOUT_S = 30.0
 DEFAULT_HANDSHAKE_TIMEOUT_S = 5.0
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_WRITE_TIMEOUT_S = 5.0
@@ -458,7 +462,11 @@ class NodeConfig:
     lane_size: int = _count(DEFAULT_LANE_SIZE, minimum=1)
     dedup_size: int = _count(DEFAULT_DEDUP_SIZE, minimum=1)
     batch_max: int = _count(DEFAULT_BATCH_MAX, minimum=1, maximum=MAX_BATCH)
-    batch_delay_s: float = _real(DEFAULT_BATCH_DELAY_S, exclusive=False)
+    algedonic_queue_size: int = _count(DEFAULT_ALGEDONIC_QUEUE_SIZE, minimum=1)
+    send_window: int = _count(DEFAULT_SEND_WINDOW, minimum=1)
+    send_high_water: int = _count(DEFAULT_SEND_HIGH_WATER, minimum=1)
+    send_low_water: int = _count(DEFAULT_SEND_LOW_WATER, minimum=0)
+    send_timeout_s: float = _real(DEFAULT_SEND_TIMEOUT_S)
     handshake_timeout_s: float = _real(DEFAULT_HANDSHAKE_TIMEOUT_S)
     connect_timeout_s: float = _real(DEFAULT_CONNECT_TIMEOUT_S)
     write_timeout_s: float = _real(DEFAULT_WRITE_TIMEOUT_S)
@@ -480,6 +488,11 @@ class NodeConfig:
             )
         if self.tls is not None and not isinstance(self.tls, TlsConfig):
             _invalid("tls", "a TlsConfig or None", self.tls)
+        if not self.send_low_water < self.send_high_water:
+            raise ConfigError(
+                f"send_low_water {self.send_low_water} must be below "
+                f"send_high_water {self.send_high_water}"
+            )
         if self.reconnect_max_s < self.reconnect_base_s:
             raise ConfigError(
                 f"reconnect_max_s {self.reconnect_max_s:g} must be >= "

@@ -26,6 +26,28 @@ class NotBuiltError(VsmError, NotImplementedError):
     """
 
 
+# --- local misuse of the API (our caller's fault, not a peer's) ---------------
+
+
+class InvalidEventError(VsmError, ValueError):
+    """An event type or payload given to ``publish``/``send`` is not acceptable.
+
+    The local counterpart of InvalidMessageError, which is kept for what a
+    peer sent (h11's LocalProtocolError / RemoteProtocolError split).
+    """
+
+
+# --- delivery --------------------------------------------------------------------
+
+
+class BackpressureTimeout(VsmError, TimeoutError):
+    """``send()`` or ``flush()`` waited longer than allowed for peers to catch up."""
+
+
+class ConnectionClosedError(VsmError):
+    """A stream ended or broke (not a protocol violation)."""
+
+
 # --- clocks ----------------------------------------------------------------
 
 
