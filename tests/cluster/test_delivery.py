@@ -65,7 +65,7 @@ async def test_a_stall_then_reset_loses_nothing(autojump_clock: trio.abc.Clock) 
             nodes["b"].subscribe("task_execution", lambda e: got.append(e.data["i"]))
             for i in range(2_000):
                 nodes["a"].publish("task_execution", {"i": i})
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
             net.cut("a", "b", one_way=True)
             for i in range(2_000, 5_000):
                 nodes["a"].publish("task_execution", {"i": i})
