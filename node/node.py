@@ -32,6 +32,8 @@ log = logging.getLogger("vsm.node")
 
 Callback = Callable[[Event], None]
 
+_MAX_KNOWN_TYPES = 10_000
+
 
 @attrs.define(eq=False)
 class Subscription:
@@ -63,6 +65,9 @@ class Node:
         # event type -> (its channel, the callbacks for type, channel and "*"):
         # one lookup per delivered event; rebuilt when subscriptions change.
         self._routes: dict[str, tuple[Channel, tuple[Subscription, ...]]] = {}
+        # event types already checked, with their channel (bounded: a producer
+        # inventing types without end must not grow memory without end)
+        self._types: dict[str, Channel] = {}
         self.delivery_errors = 0
         self.bridge = ClusterBridge(
             config,
@@ -131,13 +136,19 @@ class Node:
         bad type or payload.
         """
         try:
-            check_event_type(event_type)
+            channel = self._types.get(event_type)
+        except TypeError:  # unhashable: not a valid type, the check below says why
+            channel = None
+        try:
+            if channel is None:
+                check_event_type(event_type)
+                channel = self.classify(event_type)
+                if len(self._types) < _MAX_KNOWN_TYPES:
+                    self._types[event_type] = channel
             payload = check_data({} if data is None else data)
         except ProtocolError as exc:
             raise InvalidEventError(str(exc)) from None
-        event = Event(
-            event_type, self.classify(event_type), dict(payload), self.name, self.hlc.now()
-        )
+        event = Event(event_type, channel, dict(payload), self.name, self.hlc.now())
         self._dispatch(event)
         self.bridge.replication.replicate(event)
         return event

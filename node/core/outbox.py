@@ -124,7 +124,7 @@ class Outbox:
         if original:
             self.offered += 1
             self._originals += 1
-        priority = event.channel.priority
+        priority = event.channel.rank
         lane = self._lanes[priority]
         if priority == 0:
             if len(lane) >= self.algedonic_size:

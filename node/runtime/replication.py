@@ -76,6 +76,9 @@ class Replicator:
         self.dedup = Deduplicator(config.dedup_size)
         self._progress = trio.Event()
         self._waiting = 0
+        # trio.current_time() looks the clock up on every call; the publish
+        # path asks once per event.
+        self._now: Callable[[], float] = trio.lowlevel.current_clock().current_time
 
     def new_outbox(self) -> Outbox:
         c = self.config
@@ -90,7 +93,7 @@ class Replicator:
 
     def replicate(self, event: Event) -> Verdict:
         """Admit ``event`` through variety control and queue it for every peer."""
-        verdict = self.variety.admit(event, trio.current_time())
+        verdict = self.variety.admit(event, self._now())
         peers = self.peers.values()
         if verdict is Verdict.ADMIT:
             for peer in peers:
