@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 import trio
 
+from node.config import NodeConfig
 from node.core.breaker import CircuitBreaker, Transition
 from node.core.events import Event
 from node.core.hlc import HLC
@@ -40,6 +41,7 @@ from node.runtime.peer import (
     handshake,
 )
 from node.runtime.replication import Replicator
+from node.runtime.transport import Transport
 
 log = logging.getLogger("vsm.bridge")
 
@@ -97,9 +99,9 @@ class ClusterBridge:
 
     def __init__(
         self,
-        config: Any,
+        config: NodeConfig,
         *,
-        transport: Any,
+        transport: Transport,
         hlc: HLC,
         variety: VarietyManager,
         deliver: Callable[[Event], None],

@@ -78,7 +78,7 @@ async def test_a_stall_then_reset_loses_nothing(autojump_clock: trio.abc.Clock) 
             await nodes["a"].flush(timeout=10)
             stats = nodes["a"].variety_stats()["peers"]["b"]
             assert stats["sent"] == 5_000 and stats["dropped"] == 0
-            assert nodes["a"].bridge.peers["b"].disconnects >= 1
+            assert nodes["a"].topology()["peer_states"]["b"]["disconnects"] >= 1
 
 
 async def test_events_from_a_clock_ahead_are_refused_and_counted_on_both_sides(
@@ -91,8 +91,8 @@ async def test_events_from_a_clock_ahead_are_refused_and_counted_on_both_sides(
             a, b = nodes["a"], nodes["b"]
             real = a.hlc.wall
             a.hlc.wall = lambda: real() + 2_000  # a's wall clock runs 2 s ahead
-            await wait_for(lambda: b.bridge.peer_states()["a"]["clock_skewed"], limit=5)
-            await wait_for(lambda: a.bridge.peer_states()["b"]["clock_skewed"], limit=5)
+            await wait_for(lambda: b.topology()["peer_states"]["a"]["clock_skewed"], limit=5)
+            await wait_for(lambda: a.topology()["peer_states"]["b"]["clock_skewed"], limit=5)
             got: list[Event] = []
             b.subscribe("task_execution", got.append)
             for i in range(10):
@@ -144,7 +144,7 @@ async def test_unreachable_peers_and_observers_never_block_send(
         async with cluster(net, ["a", "b"], **kw) as nodes:
             await wait_for(lambda: full_mesh(nodes))
             net.isolate("b")
-            await wait_for(lambda: not nodes["a"].bridge.peers["b"].connected, limit=30)
+            await wait_for(lambda: not nodes["a"].topology()["peer_states"]["b"]["connected"], limit=30)
             start = trio.current_time()
             for i in range(500):
                 await nodes["a"].send("task_execution", {"i": i}, timeout=1.0)
