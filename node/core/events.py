@@ -205,7 +205,7 @@ class Event:
     def to_wire(self) -> list[Any]:
         return [
             self.type,
-            self.channel.value,
+            self.channel._value_,  # .value is a descriptor call; this is a plain attribute
             self.data,
             self.source,
             self.hlc.physical,

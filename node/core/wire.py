@@ -205,11 +205,27 @@ class Events:
     ack: int = 0
 
     def to_wire(self) -> list[Any]:
+        # Event.to_wire written out: this runs once per event per peer.
         return [
             self.first_seq,
             self.ack_floor,
             self.ack,
-            [e.to_wire() if isinstance(e, Event) else e for e in self.events],
+            [
+                [
+                    e.type,
+                    e.channel._value_,
+                    e.data,
+                    e.source,
+                    e.hlc.physical,
+                    e.hlc.logical,
+                    e.hlc.node,
+                    e.hops,
+                    e.compressed,
+                ]
+                if type(e) is Event
+                else e
+                for e in self.events
+            ],
         ]
 
     @classmethod
