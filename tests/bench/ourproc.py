@@ -218,10 +218,25 @@ class Commands:
         self.node.subscribe(type, on_alarm)
         return {"ok": True}
 
-    async def cmd_alarm_take(self, expect: int, wait_s: float) -> dict[str, Any]:
-        """The latencies seen so far (after up to ``wait_s`` for ``expect`` of them)."""
-        await wait_until(lambda: len(self.latencies_ns) >= expect, wait_s)
-        out, self.latencies_ns = self.latencies_ns, []
+    async def cmd_alarm_take(self, expect: int, wait_s: float, idle_s: float) -> dict[str, Any]:
+        """The latencies seen so far, once ``expect`` arrived, or none for ``idle_s``.
+
+        Bounded by ``wait_s`` in all. Lost alarms never come: waiting ``idle_s``
+        after the last one is enough to tell.
+        """
+        latencies = self.latencies_ns
+        last, last_change = len(latencies), time.monotonic()
+
+        def settled() -> bool:
+            nonlocal last, last_change
+            if len(latencies) >= expect:
+                return True
+            if len(latencies) != last:
+                last, last_change = len(latencies), time.monotonic()
+            return time.monotonic() - last_change > idle_s
+
+        await wait_until(settled, wait_s)
+        out, self.latencies_ns = latencies, []
         return {"latencies_ns": out}
 
     async def cmd_alarms(

@@ -128,12 +128,13 @@ class Proc:
         if popen.stdin is not None:
             with contextlib.suppress(OSError):
                 popen.stdin.close()
-        for action in (None, popen.terminate, popen.kill):
+        # A worker busy in a command does not read its stdin: SIGTERM then.
+        for action, wait_s in ((None, 1.0), (popen.terminate, grace), (popen.kill, grace)):
             if action is not None and popen.poll() is None:
                 with contextlib.suppress(OSError):
                     action()
             try:
-                popen.wait(timeout=grace)
+                popen.wait(timeout=wait_s)
                 break
             except subprocess.TimeoutExpired:
                 continue

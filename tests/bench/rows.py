@@ -122,15 +122,21 @@ def our_pair(procs: Procs) -> tuple[Proc, Proc]:
     return a, b
 
 
-def sender_accounting(stats: dict[str, Any]) -> str:
-    """Non-zero throttled/compressed/dropped counts a's figures give for peer b."""
+ACCOUNTED = ("throttled", "compressed", "dropped")
+
+
+def sender_accounting(stats: dict[str, Any], lost: int | None) -> str:
+    """What a counted for peer b as not delivered, and how much of the loss that leaves.
+
+    Issue 8: every event is delivered or counted on the sender; "unaccounted"
+    is loss the sender's figures do not explain.
+    """
     peer = stats.get("variety", {}).get("peers", {}).get("b", {})
-    parts = [
-        f"{key} {peer[key]:,}"
-        for key in ("throttled", "compressed", "dropped")
-        if isinstance(peer.get(key), int) and peer[key]
-    ]
-    return ("a counted " + ", ".join(parts)) if parts else ""
+    counted = {k: peer[k] for k in ACCOUNTED if isinstance(peer.get(k), int) and peer[k]}
+    parts = [f"a counted {k} {v:,}" for k, v in counted.items()]
+    if lost:
+        parts.append(f"{lost - sum(counted.values()):,} unaccounted")
+    return ", ".join(parts)
 
 
 def ours_flood(s: Settings, logdir: Path, mode: str) -> Measurement:
@@ -151,7 +157,7 @@ def ours_flood(s: Settings, logdir: Path, mode: str) -> Measurement:
         stats = a.request(10, cmd="stats")
     m = delivery(system, sent, got, ours=True)
     m.extra.update(label=mode, sender_stats=stats.get("variety", {}).get("peers", {}))
-    accounting = sender_accounting(stats)
+    accounting = sender_accounting(stats, m.lost)
     m.note = "; ".join(filter(None, [m.note, accounting]))
     return m
 
@@ -202,7 +208,7 @@ def redis_flood(s: Settings, logdir: Path) -> Measurement:
 def row_throughput(s: Settings, logdir: Path) -> list[Row]:
     row = Row(
         "throughput",
-        f"two-process throughput, {s.n:,} events of one payload, delivered at the receiver",
+        f"two-process throughput, events/s delivered at the receiver, N={s.n:,}",
         HIGHER,
     )
     for mode in ("publish", "send"):
@@ -261,12 +267,15 @@ def nats_rtt(s: Settings, logdir: Path) -> dict[str, Any]:
 
 
 def latency_rows(
-    key: str, title: str, results: list[tuple[str, bool, dict[str, Any] | str, int]]
+    key: str,
+    title: str,
+    results: list[tuple[str, bool, dict[str, Any] | str, int]],
+    detail: str = "",
 ) -> list[Row]:
     """p50 and p99 rows (µs) from ``(system, ours, reply-or-why-not, requests)``."""
     rows = []
     for q in (50, 99):
-        row = Row(f"{key}_p{q}", f"{title} p{q}", LOWER)
+        row = Row(f"{key}_p{q}", f"{title} p{q}, µs{detail}", LOWER)
         for system, ours, result, requests in results:
             if isinstance(result, str):
                 row.add(Measurement(system, None, "µs", ours=ours, note=result))
@@ -298,11 +307,12 @@ def row_rtt(s: Settings, logdir: Path) -> list[Row]:
     nats = run_result("nats-py request/reply", lambda: nats_rtt(s, logdir))
     rows = latency_rows(
         "rtt",
-        f"round trip ({s.rtt_m:,} after {s.rtt_warmup} warm-up), µs,",
+        "round trip",
         [
             ("ours, publish -> b answers -> a", True, ours, s.rtt_m),
             ("nats-py request/reply via nats-server", False, nats, s.rtt_m),
         ],
+        f" ({s.rtt_m:,} after {s.rtt_warmup} warm-up)",
     )
     return rows
 
@@ -323,7 +333,7 @@ def ours_alarms(s: Settings, logdir: Path) -> tuple[dict[str, Any], dict[str, An
             flood=False,
             flood_max=0,
         )
-        idle = b.request(bound, cmd="alarm_take", expect=s.alarms_idle, wait_s=5.0)
+        idle = b.request(bound, cmd="alarm_take", expect=s.alarms_idle, wait_s=10.0, idle_s=2.0)
         flood_sent = a.request(
             bound,
             cmd="alarms",
@@ -332,25 +342,26 @@ def ours_alarms(s: Settings, logdir: Path) -> tuple[dict[str, Any], dict[str, An
             flood=True,
             flood_max=s.flood_max,
         )
-        flood = b.request(bound, cmd="alarm_take", expect=s.alarms_flood, wait_s=15.0)
+        flood = b.request(bound, cmd="alarm_take", expect=s.alarms_flood, wait_s=30.0, idle_s=3.0)
     idle.update(sent=idle_sent["alarms_sent"])
     flood.update(sent=flood_sent["alarms_sent"], flooded=flood_sent["flooded"])
     return idle, flood, flood_sent
 
 
 def row_alarm(s: Settings, logdir: Path) -> list[Row]:
-    title = "algedonic arrival (system_panic every ~10 ms, a -> b), µs,"
+    title = "algedonic arrival"
+    detail = " (system_panic every ~10 ms, a -> b)"
     say("ours, algedonic arrival idle and during an S1 flood")
     try:
         idle, flood, _ = ours_alarms(s, logdir)
     except Exception as exc:
         why = f"failed: {type(exc).__name__}: {exc}"[:200]
-        return latency_rows("alarm", title, [("ours", True, why, 0)])
+        return latency_rows("alarm", title, [("ours", True, why, 0)], detail)
     results = []
     for label, got in (("ours, idle", idle), ("ours, during S1 flood", flood)):
         samples = got["latencies_ns"]
         results.append((label, True, {"samples_ns": samples}, int(got["sent"])))
-    rows = latency_rows("alarm", title, results)
+    rows = latency_rows("alarm", title, results, detail)
     rows[-1].notes.append(
         f"flood: a published {flood['flooded']:,} task_execution events (publish, a checkpoint "
         f"every 100) while sending {flood['sent']} alarms; lost = alarms not received"
@@ -380,7 +391,7 @@ def daemon_argv() -> tuple[list[str], str]:
 
 
 def row_rss(s: Settings, logdir: Path) -> list[Row]:
-    row = Row("rss", f"idle RSS after {s.rss_wait_s:g} s, MiB,", LOWER)
+    row = Row("rss", f"idle RSS after {s.rss_wait_s:g} s, MiB", LOWER)
     argv, shown = daemon_argv()
     say("idle RSS: vsm-console --daemon, nats-server, redis-server")
     with Procs(logdir) as procs:
@@ -413,7 +424,7 @@ def row_rss(s: Settings, logdir: Path) -> list[Row]:
 
 
 def row_dedup(s: Settings, logdir: Path) -> list[Row]:
-    row = Row("dedup", "dedup memory per remembered id (tracemalloc), bytes,", LOWER)
+    row = Row("dedup", "dedup memory per remembered id (tracemalloc), bytes", LOWER)
     say("dedup bytes per id")
     with Procs(logdir) as procs:
         try:
@@ -439,7 +450,7 @@ def row_dedup(s: Settings, logdir: Path) -> list[Row]:
 
 
 def row_peer_memory(s: Settings, logdir: Path) -> list[Row]:
-    row = Row("peer_memory", f"memory per connected peer ({s.swarm_k} peers), bytes,", LOWER)
+    row = Row("peer_memory", f"memory per connected peer ({s.swarm_k} peers), bytes", LOWER)
     say(f"memory per connected peer ({s.swarm_k} peers)")
     with Procs(logdir) as procs:
         try:

@@ -11,6 +11,7 @@ import json
 import pytest
 
 from bench.__main__ import parse_only
+from bench.procs import MissingPeerError, WorkerError
 from bench.proto import parse
 from bench.report import (
     HIGHER,
@@ -25,7 +26,14 @@ from bench.report import (
     ratio_text,
     to_json,
 )
-from bench.rows import ROWS, Settings, delivery, latency_rows
+from bench.rows import (
+    ROWS,
+    Settings,
+    delivery,
+    guarded,
+    latency_rows,
+    sender_accounting,
+)
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -165,3 +173,28 @@ def test_proto_parse() -> None:
     assert parse(b"") == {"cmd": "exit"}  # end of input
     assert parse("not json")["cmd"] == "exit"
     assert parse("[1, 2]") == {"cmd": "exit"}
+
+
+def test_sender_accounting_says_what_loss_the_sender_did_not_count() -> None:
+    stats = {"variety": {"peers": {"b": {"dropped": 25_852, "throttled": 0, "compressed": 0}}}}
+    assert sender_accounting(stats, 35_852) == "a counted dropped 25,852, 10,000 unaccounted"
+    assert sender_accounting(stats, 25_852) == "a counted dropped 25,852, 0 unaccounted"
+    assert sender_accounting({"variety": {"peers": {}}}, 0) == ""
+    assert sender_accounting({}, 5) == "5 unaccounted"
+
+
+def test_guarded_turns_missing_and_failing_systems_into_notes() -> None:
+    def missing() -> Measurement:
+        raise MissingPeerError("nats-server not found (apt-get install nats-server)")
+
+    def broken() -> Measurement:
+        raise WorkerError("nats-sub exited (1) before answer")
+
+    skipped = guarded("nats", "ev/s", missing)
+    assert skipped.value is None
+    assert skipped.note == "skipped: nats-server not found (apt-get install nats-server)"
+    failed = guarded("ours", "ev/s", broken, ours=True)
+    assert failed.ours and failed.value is None
+    assert failed.note == "failed: WorkerError: nats-sub exited (1) before answer"
+    ok = guarded("zmq", "ev/s", lambda: Measurement("zmq", 5.0, "ev/s"))
+    assert ok.value == 5.0
