@@ -159,18 +159,21 @@ class Commands:
     async def cmd_send(self, n: int, flush_timeout_s: float, type: str = "task_execution") -> Any:
         """``await node.send`` n times, then ``await node.flush``; feature-detected."""
         send = getattr(self.node, "send", None)
-        if send is None or not inspect.iscoroutinefunction(send):
+        if not callable(send):
             return {"unavailable": "node.send is not available in this build"}
         t0 = time.time_ns()
         for _ in range(n):
-            await send(type, PAYLOAD)
+            pending = send(type, PAYLOAD)
+            if inspect.isawaitable(pending):
+                await pending
         t1 = time.time_ns()
         flush = getattr(self.node, "flush", None)
-        flushed_ns = None
-        if flush is not None and inspect.iscoroutinefunction(flush):
-            await flush(timeout=flush_timeout_s)
-            flushed_ns = time.time_ns()
-        return {"published": n, "t0_ns": t0, "t1_ns": t1, "flushed_ns": flushed_ns}
+        if not callable(flush):
+            return {"published": n, "t0_ns": t0, "t1_ns": t1, "flushed_ns": None}
+        pending = flush(timeout=flush_timeout_s)
+        if inspect.isawaitable(pending):
+            await pending
+        return {"published": n, "t0_ns": t0, "t1_ns": t1, "flushed_ns": time.time_ns()}
 
     async def cmd_echo(self, on: str, answer: str) -> dict[str, Any]:
         """Answer every ``on`` event with an ``answer`` event carrying the same data."""

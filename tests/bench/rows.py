@@ -140,7 +140,9 @@ def sender_accounting(stats: dict[str, Any], lost: int | None) -> str:
 
 
 def ours_flood(s: Settings, logdir: Path, mode: str) -> Measurement:
-    system = "ours, publish (checkpoint every 100)" if mode == "publish" else "ours, await send"
+    system = (
+        "ours, publish (checkpoint every 100)" if mode == "publish" else "ours, await send + flush"
+    )
     with Procs(logdir) as procs:
         a, b = our_pair(procs)
         b.request(10, cmd="count", type=SUBJECT)
@@ -158,7 +160,8 @@ def ours_flood(s: Settings, logdir: Path, mode: str) -> Measurement:
     m = delivery(system, sent, got, ours=True)
     m.extra.update(label=mode, sender_stats=stats.get("variety", {}).get("peers", {}))
     accounting = sender_accounting(stats, m.lost)
-    m.note = "; ".join(filter(None, [m.note, accounting]))
+    no_flush = "node.flush not available" if mode == "send" and not sent.get("flushed_ns") else ""
+    m.note = "; ".join(filter(None, [m.note, accounting, no_flush]))
     return m
 
 
