@@ -67,12 +67,14 @@ def main(argv: list[str] | None = None) -> int:
             say(f"some measurements failed; worker logs kept in {logdir}")
         else:
             shutil.rmtree(logdir, ignore_errors=True)
+    info["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     header = [
         f"vsm-console benchmark, {started:%Y-%m-%d %H:%M} UTC, "
         f"{'--quick' if args.quick else 'full'} run, N={settings.n:,} events",
         f"machine: {info['cpu_count']} cores ({info['cpus_usable']} usable), "
-        f"load average {info['load_avg'][0]:.2f} at start, Python {info['python']}, "
-        f"every system in its own OS processes on 127.0.0.1",
+        f"load average {info['load_avg'][0]:.2f} at start and {info['load_avg_end'][0]:.2f} "
+        f"at the end, Python {info['python']}",
+        "every system in its own OS processes on 127.0.0.1",
         "",
     ]
     print(format_table(header, rows))

@@ -287,9 +287,15 @@ def latency_rows(
             lost = requests - len(samples)
             value = percentile(samples, q) / 1000 if samples else None
             note = "" if samples else "no samples"
-            row.add(
-                Measurement(system, value, "µs", ours=ours, lost=lost, sent=requests, note=note)
-            )
+            m = Measurement(system, value, "µs", ours=ours, lost=lost, sent=requests, note=note)
+            if samples:
+                m.extra["summary_us"] = {
+                    "n": len(samples),
+                    "min": min(samples) / 1000,
+                    **{f"p{p}": percentile(samples, p) / 1000 for p in (50, 90, 99)},
+                    "max": max(samples) / 1000,
+                }
+            row.add(m)
         rows.append(row)
     return rows
 

@@ -152,6 +152,14 @@ def test_latency_rows_from_samples_and_from_reasons() -> None:
     p50, p99 = rows
     assert (p50.items[0].value, p99.items[0].value) == (50.0, 99.0)
     assert p50.items[0].lost == 2  # 102 asked, 100 answered
+    assert p50.items[0].extra["summary_us"] == {
+        "n": 100,
+        "min": 1.0,
+        "p50": 50.0,
+        "p90": 90.0,
+        "p99": 99.0,
+        "max": 100.0,
+    }
     assert p50.items[1].value is None and p50.items[1].note.startswith("skipped")
 
 
