@@ -95,7 +95,10 @@ class Proc:
                     f"{self.name} gave no {what} within {timeout:g} s; {self.tail()}"
                 ) from None
             if line is _EOF:
-                code = self.popen.wait(timeout=5)
+                try:
+                    code: int | None = self.popen.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    code = None  # closed its stdout but still runs; stop() will end it
                 raise WorkerError(f"{self.name} exited ({code}) before {what}; {self.tail()}")
             try:
                 reply = json.loads(line)
