@@ -48,6 +48,9 @@ CLOCK_OFFSET = "clock_offset"
 INVALID = "invalid_event"
 SOURCE_MISMATCH = "source_mismatch"
 
+# send() yields to the scheduler at least this often (seconds) below high water.
+_YIELD_EVERY_S = 0.001
+
 # Room in a frame for everything but the events (kind, numbers, array header).
 _FRAME_OVERHEAD = 64
 
@@ -76,6 +79,8 @@ class Replicator:
         self.dedup = Deduplicator(config.dedup_size)
         self._progress = trio.Event()
         self._waiting = 0
+        self._unyielded = 0  # sends since send() last yielded to the scheduler
+        self._yielded_at = float("-inf")
         # trio.current_time() looks the clock up on every call; the publish
         # path asks once per event.
         self._now: Callable[[], float] = trio.lowlevel.current_clock().current_time
@@ -153,7 +158,18 @@ class Replicator:
         cfg = self.config
         depth, name = self.worst_depth()
         if depth <= cfg.send_high_water:
-            await trio.lowlevel.checkpoint()
+            # A full checkpoint (a trip through the scheduler) per event would
+            # cost more than the event: yield once per batch, or when the last
+            # yield is a while ago (a sporadic sender's event leaves at once);
+            # between them, only honour cancellation.
+            now = self._now()
+            self._unyielded += 1
+            if self._unyielded >= cfg.batch_max or now - self._yielded_at >= _YIELD_EVERY_S:
+                self._unyielded = 0
+                await trio.lowlevel.checkpoint()
+                self._yielded_at = self._now()
+            else:
+                await trio.lowlevel.checkpoint_if_cancelled()
             return
         await self._wait_until(
             lambda: self.worst_depth()[0] < cfg.send_low_water,
@@ -294,6 +310,8 @@ class Replicator:
             log.info("%s accepts our events again", peer.name)
         if outbox.on_ack(upto, refused):
             self._signal_progress()
+            if outbox.pending:
+                peer.notify()  # the window has room again
 
     def on_events(self, peer: PeerLink, msg: Events) -> None:
         if msg.ack:

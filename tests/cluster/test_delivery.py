@@ -154,3 +154,22 @@ async def test_unreachable_peers_and_observers_never_block_send(
             got: list[Event] = []
             nodes["b"].subscribe("task_execution", got.append)
             await wait_for(lambda: len(got) == 500, limit=60)
+
+
+async def test_acks_reopen_the_window_without_waiting_for_a_heartbeat(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    net = SimNetwork()
+    kw = {"quotas": {"s1_operational": None}, "send_window": 16, "heartbeat_interval_s": 5.0}
+    with trio.fail_after(60):
+        async with cluster(net, ["a", "b"], **kw) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            got: list[Event] = []
+            nodes["b"].subscribe("task_execution", got.append)
+            start = trio.current_time()
+            for i in range(2_000):
+                nodes["a"].publish("task_execution", {"i": i})
+            await nodes["a"].flush(timeout=30)
+            # 125 windows' worth, each reopened by an ack at once: no virtual time passes
+            assert len(got) == 2_000
+            assert trio.current_time() - start < 0.01
