@@ -144,7 +144,8 @@ async def test_unreachable_peers_and_observers_never_block_send(
         async with cluster(net, ["a", "b"], **kw) as nodes:
             await wait_for(lambda: full_mesh(nodes))
             net.isolate("b")
-            await wait_for(lambda: not nodes["a"].topology()["peer_states"]["b"]["connected"], limit=30)
+            states = nodes["a"].topology
+            await wait_for(lambda: not states()["peer_states"]["b"]["connected"], limit=30)
             start = trio.current_time()
             for i in range(500):
                 await nodes["a"].send("task_execution", {"i": i}, timeout=1.0)
