@@ -61,6 +61,8 @@ STRATEGIES: Final = ("static_quorum", "dynamic_weights", "vsm_health", "manual")
 ROLES: Final = ("member", "observer")
 DISCOVERIES: Final = ("static", "gossip", "dns")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+DEFAULT_LOG_FORMAT = "text"
+LOG_FORMATS: Final = ("text", "json")
 #: Hosts meaning "every interface" (the same set ``node.sim`` accepts). ``*``
 #: asks the real transport for every address family (dual stack).
 WILDCARD_HOSTS: Final = frozenset({"*", "0.0.0.0", "::"})
@@ -184,7 +186,7 @@ def _address_field(default: str | None, *, dial: bool) -> Any:
 
 
 def _invalid(field: str, expected: str, value: object) -> NoReturn:
-    raise ConfigError(f"{field} must be {expected}, got {value!r:.80}")
+    raise ConfigError(f"{field} must be {expected}, got {value!r:.80}", key=field)
 
 
 def _number(
@@ -468,6 +470,7 @@ class NodeConfig:
     control_socket: str | None = _optional_text(max_bytes=MAX_SOCKET_PATH)
     metrics_listen: str | None = _address_field(None, dial=False)
     log_level: str = _choice(DEFAULT_LOG_LEVEL, LOG_LEVELS, lower=True)
+    log_format: str = _choice(DEFAULT_LOG_FORMAT, LOG_FORMATS, lower=True)
 
     def __attrs_post_init__(self) -> None:
         # Checks that need no other field run as attrs validators; these span fields
@@ -528,7 +531,7 @@ ENV_VARS: Final[Mapping[str, str]] = FrozenMap(
     for key in (
         *("name", "cluster", "listen", "advertise", "seeds", "cookie", "cookie_file"),
         *("strategy", "role", "data_dir", "discovery", "control_socket", "metrics_listen"),
-        "log_level",
+        *("log_level", "log_format"),
     )
 )
 FIELDS: Final = tuple(field.name for field in attrs.fields(NodeConfig))
@@ -588,9 +591,9 @@ def load_config(
     except ConfigError as exc:
         match = _FIELD_RE.match(str(exc))
         origin_of = sources.get(match.group(0)) if match else None
-        if origin_of is None:
+        if match is None or origin_of is None:
             raise
-        raise ConfigError(f"{exc} (from {origin_of})") from exc
+        raise ConfigError(f"{exc} (from {origin_of})", key=exc.key or match.group(0)) from exc
 
 
 def _from_file(path: Path) -> tuple[dict[str, Any], dict[str, str]]:

@@ -27,6 +27,13 @@ from node.runtime.detector import PartitionDetector
 from node.runtime.discovery import DEFAULT_GOSSIP_GROUP, DEFAULT_GOSSIP_PORT, make_discovery
 from node.runtime.supervisor import Component, Supervisor
 from node.runtime.transport import make_transport
+from node.telemetry import (
+    BREAKER_EVENTS,
+    NODE_CONNECTED,
+    NODE_DISCONNECTED,
+    StateWatcher,
+    Telemetry,
+)
 
 log = logging.getLogger("vsm.node")
 
@@ -61,6 +68,7 @@ class Node:
         self.transport = transport if transport is not None else make_transport(config)
         self._subs: dict[str | Channel, list[Subscription]] = {}
         self.delivery_errors = 0
+        self.telemetry = Telemetry()
         self.bridge = ClusterBridge(
             config,
             transport=self.transport,
@@ -68,7 +76,9 @@ class Node:
             variety=self.variety,
             deliver=self._dispatch,
             incarnation=self.incarnation,
+            on_peer_change=self._on_peer_change,
         )
+        self.bridge.on_breaker = self._on_breaker  # type: ignore[attr-defined]  # HOOK(11)
         self.detector = PartitionDetector(
             config,
             self.bridge,
@@ -86,6 +96,7 @@ class Node:
                 Component("variety", self.bridge.run_variety),
                 Component("bridge", self.bridge.run),
                 Component("discovery", self._run_discovery),
+                Component("telemetry", self._run_telemetry),
             ],
             on_event=self._on_supervisor_event,
         )
@@ -255,6 +266,31 @@ class Node:
             log.error("component %s %s: %r", name, kind, exc)
         else:
             log.debug("component %s %s", name, kind)
+
+    # --- telemetry (issue 11) -------------------------------------------------------------
+
+    def _on_peer_change(self, peer: str, connected: bool) -> None:
+        name = NODE_CONNECTED if connected else NODE_DISCONNECTED
+        self.telemetry.emit(name, {"count": 1}, {"node": self.name, "peer": peer})
+
+    def _on_breaker(self, peer: str, transition: Any) -> None:
+        name = BREAKER_EVENTS.get(str(transition.to_state))
+        if name is not None:
+            meta = {
+                "node": self.name,
+                "peer": peer,
+                "from": str(transition.from_state),
+                "reason": transition.reason,
+            }
+            self.telemetry.emit(name, {"count": 1}, meta)
+
+    async def _run_telemetry(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Emit variety and partition events from state, once per check interval."""
+        watcher = StateWatcher(self.telemetry)
+        task_status.started()
+        while True:
+            await trio.sleep(self.config.check_interval_s)
+            watcher.observe(self.variety.stats(), self.partition_status())
 
     async def _run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await self.supervisor.run(task_status=task_status)

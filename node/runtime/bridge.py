@@ -255,6 +255,7 @@ class ClusterBridge:
     def _on_breaker(self, name: str, t: Transition) -> None:
         log.info("breaker %s: %s -> %s (%s)", name, t.from_state, t.to_state, t.reason)
         self.count(f"breaker_{t.to_state}")
+        getattr(self, "on_breaker", lambda *_: None)(name, t)  # HOOK(11): node telemetry
 
     def learn_member(self, name: str, address: str) -> None:
         """A member (from HELLO or a heartbeat): remember it and dial it."""
