@@ -85,7 +85,7 @@ def _clear_stale(path: Path) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(mode):
-        raise ListenError(f"control socket {path}: the path exists and is not a socket")
+        raise ListenError(f"cannot open the control socket {path}: it exists and is not a socket")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(1.0)
     try:
@@ -94,10 +94,10 @@ def _clear_stale(path: Path) -> None:
         path.unlink(missing_ok=True)  # stale: nobody listens
         return
     except OSError as exc:
-        raise ListenError(f"control socket {path}: {exc.strerror or exc}") from None
+        raise ListenError(f"cannot open the control socket {path}: {exc.strerror or exc}") from None
     finally:
         probe.close()
-    raise ListenError(f"control socket {path}: another node is serving there")
+    raise ListenError(f"cannot open the control socket {path}: a node is already serving there")
 
 
 async def bind_control(path: str) -> trio.SocketListener:
@@ -119,7 +119,7 @@ async def bind_control(path: str) -> trio.SocketListener:
             os.umask(old)
         sock.listen(DEFAULT_MAX_CLIENTS)
     except OSError as exc:
-        raise ListenError(f"control socket {path}: {exc.strerror or exc}") from None
+        raise ListenError(f"cannot open the control socket {path}: {exc.strerror or exc}") from None
     return trio.SocketListener(sock)
 
 
@@ -352,7 +352,7 @@ class ControlServer:
         return {
             "published": count,
             "type": event_type,
-            "channel": str(last.channel),
+            "channel": last.channel.value,
             "last_hlc": str(last.hlc),
         }
 
