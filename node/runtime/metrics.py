@@ -33,6 +33,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.utils import floatToGoString
 
 from node.config import format_address, parse_address
 from node.core.events import Channel, Event
@@ -139,7 +140,7 @@ class NodeCollector:
         cumulative = 0
         for bound, n in zip((*LATENCY_BUCKETS_MS, float("inf")), self._buckets, strict=True):
             cumulative += n
-            buckets.append(("+Inf" if bound == float("inf") else f"{bound:g}", cumulative))
+            buckets.append((floatToGoString(bound), cumulative))  # type: ignore[no-untyped-call]
         yield HistogramMetricFamily(
             "vsm_cluster_algedonic_latency_ms",
             "Algedonic broadcast latency until the last confirmation (ms).",

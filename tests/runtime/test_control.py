@@ -146,6 +146,15 @@ async def test_internal_errors_are_reported_not_raised() -> None:
         assert kind == "internal" and "KeyError" in message
 
 
+def exists(path: str) -> bool:
+    return os.path.exists(path)
+
+
+def replace_with_file(path: str) -> None:
+    os.unlink(path)
+    Path(path).write_text("not a socket")
+
+
 # --- over the socket -----------------------------------------------------------------------
 
 
@@ -189,7 +198,7 @@ async def test_socket_mode_lines_and_removal(tmp_path: Path) -> None:
                 assert [r["ok"] for r in replies] == [False, True, False, True]
                 assert "exceeds 1000 bytes" in replies[2]["error"]
                 nursery.cancel_scope.cancel()
-    assert not os.path.exists(path)
+    assert not exists(path)
 
 
 async def test_client_limit(tmp_path: Path) -> None:
@@ -220,8 +229,7 @@ async def test_stale_socket_is_replaced_live_one_refused(tmp_path: Path) -> None
         with pytest.raises(ListenError, match="a node is already serving there"):
             await bind_control(path)
         await listener.aclose()
-    os.unlink(path)
-    Path(path).write_text("not a socket")
+    replace_with_file(path)
     with pytest.raises(ListenError, match="exists and is not a socket"):
         await bind_control(path)
 
