@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Mapping
@@ -40,6 +41,7 @@ from node.errors import ConfigError
 #: Stands in for the cookie while single keys are checked (the real one may come from env).
 _PLACEHOLDER_COOKIE: Final = "config-check-placeholder"
 _PER_ENTRY: Final = ("quotas", "capacities", "event_types")
+_SUBJECT_RE: Final = re.compile(r"[a-z_]+(\.[a-z0-9_]+)*")
 
 
 @attrs.frozen
@@ -71,6 +73,14 @@ def _why(key: str, exc: ConfigError) -> str:
         if text.startswith(prefix):
             return text[len(prefix) :]
     return text
+
+
+def _subject(exc: ConfigError) -> str:
+    """The key an error is about: its ``key``, else the name its message starts with."""
+    if exc.key:
+        return exc.key
+    match = _SUBJECT_RE.match(str(exc))
+    return match.group(0) if match else ""
 
 
 def check_file(path: str | os.PathLike[str]) -> list[Problem]:
@@ -161,6 +171,8 @@ def _try(name: str, fields: Mapping[str, Any]) -> list[Problem]:
     try:
         NodeConfig(**{"cookie": _PLACEHOLDER_COOKIE, **fields})
     except ConfigError as exc:
+        if _subject(exc).split(".")[0] not in fields:
+            return []  # a rule across keys, tripped against a default: checked together later
         value = next(iter(fields.values()))
         if isinstance(value, dict) and len(value) == 1:
             value = next(iter(value.values()))
@@ -198,7 +210,7 @@ def _check_tls(value: Any, base: Path) -> list[Problem]:
     try:
         TlsConfig(**fields)
     except ConfigError as exc:
-        key = exc.key or "tls"
+        key = _subject(exc) or "tls"
         return [
             Problem(f"node.{key}", fields.get(key.removeprefix("tls."), _NO_VALUE), _why(key, exc))
         ]
@@ -262,7 +274,7 @@ def _check_together(values: Mapping[str, Any]) -> list[Problem]:
     try:
         config = NodeConfig(**fields)
     except ConfigError as exc:
-        key = exc.key or str(exc).split(" ", 1)[0]
+        key = _subject(exc)
         return [Problem(f"node.{key}", values.get(key, _NO_VALUE), _why(key, exc))]
     quorum = config.quorum_size
     if quorum is not None:
