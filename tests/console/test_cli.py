@@ -74,7 +74,8 @@ def test_daemon_runs_and_stops_on_sigterm(tmp_path: object) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, VSM_COOKIE="daemon-test-cookie")
+    # Its own runtime dir: the default control socket must not meet another run's.
+    env = dict(os.environ, VSM_COOKIE="daemon-test-cookie", XDG_RUNTIME_DIR=str(tmp_path))
     proc = subprocess.Popen(
         [
             sys.executable,
