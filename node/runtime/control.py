@@ -100,12 +100,23 @@ def _clear_stale(path: Path) -> None:
     raise ListenError(f"cannot open the control socket {path}: a node is already serving there")
 
 
+def _check_parent(path: Path) -> None:
+    """Refuse a directory where others could replace our socket with theirs."""
+    mode = path.parent.stat().st_mode
+    if mode & 0o002 and not mode & stat.S_ISVTX:
+        raise ListenError(
+            f"cannot open the control socket {path}: its directory is writable by others "
+            f"(mode {stat.S_IMODE(mode):04o}) and not sticky"
+        )
+
+
 async def bind_control(path: str) -> trio.SocketListener:
     """Bind and listen on the Unix socket ``path`` (mode 0600). ListenError if not possible."""
     where = Path(path)
     try:
         if not where.parent.exists():
             where.parent.mkdir(mode=0o700, parents=True)
+        _check_parent(where)
         _clear_stale(where)
         sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # umask, not chmod after bind: no moment when the socket is open to others.

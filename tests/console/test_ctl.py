@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,34 @@ def test_requests_from_arguments() -> None:
     )
     assert request("history", "--limit", "5") == ("history", {"limit": 5})
     assert request("topology") == ("topology", {})
+
+
+def test_a_node_that_does_not_answer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(tmp_path / "mute.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as mute:
+        mute.bind(path)
+        mute.listen(1)  # connects, never answers
+        assert main(["ctl", "--control", path, "--timeout", "0.2", "topology"]) == 2
+    assert (
+        capsys.readouterr().err == f"vsm-console ctl: the node at {path} did not answer in time\n"
+    )
+
+
+def test_a_node_that_hangs_up(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(tmp_path / "rude.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as rude:
+        rude.bind(path)
+        rude.listen(1)
+
+        def hang_up() -> None:
+            conn, _ = rude.accept()
+            conn.recv(65536)  # the request arrived; hang up instead of answering
+            conn.close()
+
+        thread = threading.Thread(target=hang_up)
+        thread.start()
+        try:
+            assert main(["ctl", "--control", path, "--timeout", "5", "topology"]) == 2
+        finally:
+            thread.join(timeout=10)
+    assert "closed the connection" in capsys.readouterr().err

@@ -243,6 +243,17 @@ async def test_unbindable_path_is_one_line(tmp_path: Path) -> None:
     assert "\n" not in str(info.value)
 
 
+async def test_directory_others_can_write_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(ListenError, match=r"writable by others \(mode 0777\) and not sticky"):
+        await bind_control(str(shared / "a.sock"))
+    shared.chmod(0o1777)  # sticky, like /tmp: others cannot remove our file
+    listener = await bind_control(str(shared / "a.sock"))
+    await listener.aclose()
+
+
 async def test_default_path_order() -> None:
     assert default_control_path("a", "/data", {"XDG_RUNTIME_DIR": "/run/user/1"}) == (
         "/run/user/1/vsm-console/a.sock"
