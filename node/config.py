@@ -31,6 +31,7 @@ import attrs
 from node.core.events import DEFAULT_MAX_HOPS, Channel, check_event_type
 from node.core.hlc import DEFAULT_MAX_OFFSET_MS, MAX_NODE_NAME
 from node.core.phi import DEFAULT_ACCEPTABLE_HEARTBEAT_PAUSE_MS, DEFAULT_THRESHOLD, MAX_PHI
+from node.core.variety import check_capacity, check_quota
 from node.core.wire import DEFAULT_MAX_FRAME, MAX_BATCH
 from node.errors import ConfigError, InvalidMessageError
 
@@ -300,29 +301,20 @@ def _channel_items(field: str, value: object) -> Iterator[tuple[Channel, object]
 def _quotas(value: Mapping[str, float | None] | None) -> Mapping[str, float | None] | None:
     if value is None:
         return None
-    out: dict[str, float | None] = {}
-    for channel, quota in _channel_items("quotas", value):
-        where = f"quotas.{channel.value}"
-        if quota is None:
-            out[channel.value] = None
-            continue
-        if channel is Channel.ALGEDONIC:
-            raise ConfigError(f"{where}: algedonic bypasses every limit; its quota cannot be set")
-        out[channel.value] = _number(where, quota, minimum=0.0, exclusive=False)
-    return FrozenMap(out)
+    # The rules live in node.core.variety (one place); the config only applies them.
+    return FrozenMap(
+        (channel.value, check_quota(channel, quota))
+        for channel, quota in _channel_items("quotas", value)
+    )
 
 
 def _capacities(value: Mapping[str, float] | None) -> Mapping[str, float] | None:
     if value is None:
         return None
-    out: dict[str, float] = {}
-    for channel, capacity in _channel_items("capacities", value):
-        where = f"capacities.{channel.value}"
-        if channel is Channel.ALGEDONIC:
-            raise ConfigError(f"{where}: algedonic bypasses every limit; it has no capacity")
-        # At least one token, or the bucket could never admit a single event.
-        out[channel.value] = _number(where, capacity, minimum=1.0, exclusive=False)
-    return FrozenMap(out)
+    return FrozenMap(
+        (channel.value, check_capacity(channel, capacity))
+        for channel, capacity in _channel_items("capacities", value)
+    )
 
 
 def _event_types(value: Mapping[str, str]) -> Mapping[str, str]:

@@ -84,7 +84,8 @@ x = 1
     assert by_key["node.heartbeat_interval_s"].value == -1
     assert by_key["node.heartbeat_interval_s"].why == "must be a number > 0, got -1.0"
     assert str(by_key["node.quotas.s1_operational"]) == (
-        "node.quotas.s1_operational = -5: must be a number >= 0, got -5.0"
+        "node.quotas.s1_operational = -5: must be a number >= 0 (events/s; None or "
+        "'unlimited' for no limit), got -5"
     )
     assert "wrong" not in by_key["node.batch_max"].why and "'many'" in by_key["node.batch_max"].why
     assert "algedonic bypasses every limit" in by_key["node.quotas.algedonic"].why

@@ -165,16 +165,8 @@ class VarietyManager:
     ) -> None:
         bases = dict(DEFAULT_QUOTAS)
         for channel, quota in _by_channel(quotas, "quotas").items():
-            if channel is Channel.ALGEDONIC and quota is not None:
-                raise ConfigError("algedonic bypasses every limit; its quota cannot be set")
-            what = f"quota of {channel.value} (None for unlimited)"
-            bases[channel] = None if quota is None else _number(what, quota)
-        caps = _by_channel(capacities, "capacities")
-        if Channel.ALGEDONIC in caps:
-            raise ConfigError("algedonic bypasses every limit; its capacity cannot be set")
-        for channel, cap in caps.items():
-            if _number(f"capacity of {channel.value}", cap) < 1:
-                raise ConfigError(f"capacity of {channel.value} must be >= 1 token, got {cap!r}")
+            bases[channel] = check_quota(channel, quota)
+        caps = {c: check_capacity(c, v) for c, v in _by_channel(capacities, "capacities").items()}
 
         self.window_s = _positive("window_s", window_s)
         self._max_signatures = _count("max_signatures", max_signatures)
@@ -649,6 +641,44 @@ def _numeric_leaves(
 # --- configuration checks ---------------------------------------------------------
 
 
+def check_quota(channel: Channel, value: object) -> float | None:
+    """The rule for one channel's quota, here only (``NodeConfig`` uses it too).
+
+    Events/s, finite and >= 0; None means unlimited; algedonic has no quota to set.
+    ConfigError with ``key`` ``quotas.<channel>``.
+    """
+    key = f"quotas.{channel.value}"
+    if value is None:
+        return None
+    if channel is Channel.ALGEDONIC:
+        raise ConfigError(
+            f"{key}: algedonic bypasses every limit; its quota cannot be set", key=key
+        )
+    if (
+        type(value) is bool
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigError(
+            f"{key} must be a number >= 0 (events/s; None or 'unlimited' for no limit), "
+            f"got {value!r:.40}",
+            key=key,
+        )
+    return float(value)
+
+
+def check_capacity(channel: Channel, value: object) -> float:
+    """The rule for one channel's bucket capacity: at least one token, never algedonic."""
+    key = f"capacities.{channel.value}"
+    if channel is Channel.ALGEDONIC:
+        raise ConfigError(f"{key}: algedonic bypasses every limit; it has no capacity", key=key)
+    # At least one token, or the bucket could never admit a single event.
+    if _number(key, value) < 1:
+        raise ConfigError(f"{key} must be >= 1 token, got {value!r:.40}", key=key)
+    return float(value)  # type: ignore[arg-type]
+
+
 def _by_channel(mapping: ChannelMap | None, what: str) -> dict[Channel, Any]:
     out: dict[Channel, Any] = {}
     items: Iterable[tuple[Channel | str, Any]] = mapping.items() if mapping else ()
@@ -662,9 +692,9 @@ def _by_channel(mapping: ChannelMap | None, what: str) -> dict[Channel, Any]:
 
 def _number(what: str, value: object) -> float:
     if type(value) is bool or not isinstance(value, (int, float)):
-        raise ConfigError(f"{what} must be a number, got {value!r:.40}")
+        raise ConfigError(f"{what} must be a number, got {value!r:.40}", key=what)
     if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{what} must be finite and >= 0, got {value!r}")
+        raise ConfigError(f"{what} must be finite and >= 0, got {value!r}", key=what)
     return float(value)
 
 
