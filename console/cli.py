@@ -116,6 +116,20 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def refuse_bad_cookie_source(args: argparse.Namespace) -> bool:
+    """A cookie file from a flag or VSM_COOKIE_FILE gets the same checks as one in a file."""
+    import os
+
+    from console.configcheck import refuse_bad_cookie_file
+
+    if args.cookie_file:
+        return refuse_bad_cookie_file(args.cookie_file, "--cookie-file")
+    env_file = os.environ.get("VSM_COOKIE_FILE")
+    if env_file and not args.cookie:
+        return refuse_bad_cookie_file(env_file, "VSM_COOKIE_FILE")
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["ctl"]:  # ctl has its own parser (see console/ctl.py)
@@ -136,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from node.errors import ConfigError
 
         if args.config and refuse_bad_file(args.config):
+            return EXIT_CONFIG
+        if refuse_bad_cookie_source(args):
             return EXIT_CONFIG
         try:
             config = load_config(args.config, overrides=overrides(args))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from node.configcheck import Problem, check_file
+from node.configcheck import Problem, check_cookie_file, check_file
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -35,4 +35,12 @@ def refuse_bad_file(path: str) -> bool:
     problems = check_file(path)
     for line in format_problems(path, problems):
         print(f"vsm-console: bad configuration: {line}", file=sys.stderr)
+    return bool(problems)
+
+
+def refuse_bad_cookie_file(path: str, where: str) -> bool:
+    """The cookie file named by a flag or VSM_COOKIE_FILE: print its problems; True if any."""
+    problems = check_cookie_file(path, where)
+    for problem in problems:
+        print(f"vsm-console: bad configuration: {problem}", file=sys.stderr)
     return bool(problems)

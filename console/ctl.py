@@ -300,6 +300,20 @@ def _show_status(out: Console, r: dict[str, Any]) -> None:
     )
 
 
+def _show_peers(out: Console, r: dict[str, Any]) -> None:
+    table = _table("peer", "connected", "breaker", "events in", "events out", "backlog")
+    for name, p in r["peers"].items():
+        table.add_row(
+            name,
+            "yes" if p["connected"] else "no",
+            p["breaker"],
+            str(p["events_in"]),
+            str(r["events_out"].get(name, 0)),
+            str(p["backlog"]),
+        )
+    out.print(table)
+
+
 def _show_generic(out: Console, r: Any) -> None:
     if isinstance(r, dict):
         table = _table("field", "value")
@@ -363,12 +377,20 @@ def run(args: argparse.Namespace, out: Console) -> int:
 
 
 def _watch(client: Client, args: argparse.Namespace, out: Console) -> int:
+    """Re-print the status every interval: redrawn on a terminal (like watch), else appended."""
     printed = 0
     try:
         while args.count is None or printed < args.count:
             if printed:
                 time.sleep(args.interval)
-            _print(out, "status", _checked(client.call("status")), args.json)
+            result = _checked(client.call("status"))
+            if out.is_terminal and not args.json:
+                out.clear()
+                out.print(f"every {args.interval:g} s: vsm-console ctl status (ctrl+c to stop)")
+                _show_status(out, result)
+                _show_peers(out, result)
+            else:
+                _print(out, "status", result, args.json)
             printed += 1
     except KeyboardInterrupt:
         pass

@@ -196,3 +196,18 @@ def test_daemon_refuses_a_bad_file_with_the_same_messages(
     assert main(["--daemon", "--config", str(path), "--cookie", "c" * 12]) == 2
     refused = capsys.readouterr().err.splitlines()
     assert refused == [f"vsm-console: bad configuration: {line}" for line in checked]
+
+
+def test_daemon_checks_a_cookie_file_from_flag_or_env(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cookie = write(tmp_path, "secret-cookie\n", "cookie")
+    cookie.chmod(0o644)
+    assert main(["--daemon", "--name", "a", "--cookie-file", str(cookie)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("vsm-console: bad configuration: --cookie-file = '")
+    assert line.endswith(f": readable or writable by others (mode 0644): chmod 600 {cookie}")
+    monkeypatch.setenv("VSM_COOKIE_FILE", str(cookie))
+    monkeypatch.delenv("VSM_COOKIE", raising=False)
+    assert main(["--daemon", "--name", "a"]) == 2
+    assert "VSM_COOKIE_FILE = " in capsys.readouterr().err
