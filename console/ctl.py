@@ -206,6 +206,8 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (list, tuple)):
+        if any(isinstance(v, (list, tuple)) for v in value):  # e.g. components: sides apart
+            return " | ".join(_fmt(v) for v in value) or "-"
         return ", ".join(_fmt(v) for v in value) or "-"
     if isinstance(value, dict):
         return json.dumps(value, default=str)

@@ -231,16 +231,18 @@ class StateWatcher:
     change in each channel's counters since the last one (``flow`` with
     offered and admitted, ``throttled`` and ``compressed`` with a count), so a
     flood of publishes costs the publish path nothing. Partition events mark
-    the transitions of the detector's status: ``detected`` when a healthy
-    cluster stops being one, ``healed`` when it is whole again, ``resolved``
-    when a decision that names survivors is taken (by a strategy or an operator).
+    the transitions of the detector's status: ``detected`` when a cluster that
+    has been whole stops being so (formation is not a partition), ``healed`` when
+    it is whole again, ``resolved`` when, during a partition, a decision naming
+    the survivors is taken (by a strategy or an operator).
     Sans-IO: snapshots in, ``emit`` calls out.
     """
 
     def __init__(self, telemetry: Telemetry) -> None:
         self.telemetry = telemetry
         self._variety: dict[str, dict[str, int]] = {}
-        self._status = "starting"
+        self._whole = False  # has been healthy at least once
+        self._split = False  # a partition was detected and has not healed
         self._decision: Any = None
 
     def observe(
@@ -277,12 +279,23 @@ class StateWatcher:
             "decision": decision,
         }
         components = {"components": len(partition.get("components", []))}
-        before, self._status = self._status, status
-        if status in _UNHEALTHY and before not in _UNHEALTHY:
-            self.telemetry.emit(PARTITION_DETECTED, components, meta)
-        elif status == "healthy" and before in _UNHEALTHY:
-            self.telemetry.emit(PARTITION_HEALED, components, meta)
+        emit = self.telemetry.emit
+        # A cluster that is forming passes through "unstable" on its way to healthy:
+        # that is not a partition. Detection starts once it has been whole.
+        if status == "healthy":
+            if self._split:
+                emit(PARTITION_HEALED, components, meta)
+            self._split = False
+            self._whole = True
+        elif status in _UNHEALTHY and self._whole and not self._split:
+            self._split = True
+            emit(PARTITION_DETECTED, components, meta)
         if decision != self._decision:
             self._decision = decision
-            if decision and decision.get("survivors") and not decision.get("awaiting_operator"):
-                self.telemetry.emit(PARTITION_RESOLVED, components, meta)
+            if (
+                self._split
+                and decision
+                and decision.get("survivors")
+                and not decision.get("awaiting_operator")
+            ):
+                emit(PARTITION_RESOLVED, components, meta)

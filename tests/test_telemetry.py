@@ -167,9 +167,11 @@ def test_state_watcher_emits_partition_transitions() -> None:
     w = StateWatcher(t)
     decision = {"survivors": ["a", "b"], "downed": ["c"], "awaiting_operator": False}
     waiting = {"survivors": [], "downed": [], "awaiting_operator": True}
+    healthy = {"survivors": ["a", "b", "c"], "downed": [], "awaiting_operator": False}
     steps = [
         {"status": "starting", "components": []},
-        {"status": "healthy", "components": [["a", "b", "c"]]},
+        {"status": "unstable", "components": [["a"], ["b", "c"]]},  # forming: not a partition
+        {"status": "healthy", "components": [["a", "b", "c"]], "decision": healthy},
         {"status": "unstable", "components": [["a", "b"], ["c"]]},
         {"status": "partitioned", "components": [["a", "b"], ["c"]], "decision": decision},
         {"status": "partitioned", "components": [["a", "b"], ["c"]], "decision": decision},
@@ -220,3 +222,23 @@ async def test_node_emits_variety_flow_once_per_check(autojump_clock: Any) -> No
     assert [(m, md) for _, m, md, _ in seen] == [
         ({"offered": 7, "admitted": 7}, {"channel": "s1_operational"})
     ]
+
+
+@pytest.mark.trio
+async def test_node_emits_partition_detected_resolved_healed(autojump_clock: Any) -> None:
+    net = SimNetwork()
+    seen: Seen = []
+    names = [PARTITION_DETECTED, PARTITION_RESOLVED, PARTITION_HEALED]
+    async with cluster(net, ["a", "b", "c"]) as nodes:
+        await wait_for(lambda: full_mesh(nodes))
+        await wait_for(lambda: nodes["a"].partition_status()["status"] == "healthy")
+        nodes["a"].telemetry.attach("t", names, recorder(seen))
+        net.cut("a", "c")
+        net.cut("b", "c")
+        await wait_for(lambda: any(n == PARTITION_RESOLVED for n, *_ in seen), limit=120)
+        net.heal_all()
+        await wait_for(lambda: any(n == PARTITION_HEALED for n, *_ in seen), limit=120)
+    order = [n for n, *_ in seen]
+    assert order == [PARTITION_DETECTED, PARTITION_RESOLVED, PARTITION_HEALED]
+    resolved = seen[1][2]["decision"]
+    assert resolved["survivors"] == ["a", "b"] and resolved["downed"] == ["c"]

@@ -130,3 +130,9 @@ def test_a_node_that_hangs_up(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         finally:
             thread.join(timeout=10)
     assert "closed the connection" in capsys.readouterr().err
+
+
+def test_nested_lists_keep_their_sides_apart() -> None:
+    assert ctl._fmt([["a"], ["b", "c"]]) == "a | b, c"
+    assert ctl._fmt(["a", "b"]) == "a, b"
+    assert ctl._fmt([]) == "-" and ctl._fmt(None) == "-" and ctl._fmt(0.25) == "0.25"
