@@ -85,27 +85,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="print the node's reply as JSON")
     parser.add_argument("--timeout", type=_positive(float), default=DEFAULT_TIMEOUT_S, metavar="S")
+    # --json is accepted after the command too (`ctl topology --json`); SUPPRESS keeps
+    # the subcommand from resetting a --json given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print the reply as JSON"
+    )
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", required=True, parser_class=_Parser)
-    sub.add_parser("topology", help="this node, its peers and members")
-    sub.add_parser("health", help="VSM health; exit 1 if degraded or awaiting an operator")
-    sub.add_parser("partitions", help="the last partition analysis and decision")
-    sub.add_parser("variety", help="pressure and counters per channel and per peer")
-    sub.add_parser("check-partitions", help="analyse reachability now")
-    scream = sub.add_parser("scream", help="an algedonic signal to every node, confirmed")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        made: argparse.ArgumentParser = sub.add_parser(name, help=help, parents=[common])
+        return made
+
+    command("topology", help="this node, its peers and members")
+    command("health", help="VSM health; exit 1 if degraded or awaiting an operator")
+    command("partitions", help="the last partition analysis and decision")
+    command("variety", help="pressure and counters per channel and per peer")
+    command("check-partitions", help="analyse reachability now")
+    scream = command("scream", help="an algedonic signal to every node, confirmed")
     scream.add_argument("--type", required=True, dest="signal_type", metavar="T")
     scream.add_argument("--severity", required=True, type=int, metavar="N")
     scream.add_argument("--source", metavar="S")
     scream.add_argument("--data", type=_json_object, metavar="JSON")
-    resolve = sub.add_parser("resolve", help="end a partition: the side holding these continues")
+    resolve = command("resolve", help="end a partition: the side holding these continues")
     resolve.add_argument("--keep", required=True, metavar="NODE[,NODE...]")
-    publish = sub.add_parser("publish", help="publish events from this node")
+    publish = command("publish", help="publish events from this node")
     publish.add_argument("type", metavar="TYPE")
     publish.add_argument("--data", type=_json_object, metavar="JSON")
     publish.add_argument("--count", type=_positive(int), default=1, metavar="N")
-    history = sub.add_parser("history", help="partition history (journal)")
+    history = command("history", help="partition history (journal)")
     history.add_argument("--limit", type=_positive(int), metavar="N")
     history.add_argument("--kind", metavar="K")
-    watch = sub.add_parser("watch", help="re-print a compact status every S seconds")
+    watch = command("watch", help="re-print a compact status every S seconds")
     watch.add_argument("--interval", type=_positive(float), default=2.0, metavar="S")
     watch.add_argument("--count", type=_positive(int), metavar="N", help="stop after N prints")
     return parser

@@ -136,3 +136,11 @@ def test_nested_lists_keep_their_sides_apart() -> None:
     assert ctl._fmt([["a"], ["b", "c"]]) == "a | b, c"
     assert ctl._fmt(["a", "b"]) == "a, b"
     assert ctl._fmt([]) == "-" and ctl._fmt(None) == "-" and ctl._fmt(0.25) == "0.25"
+
+
+def test_json_before_or_after_the_command() -> None:
+    parser = ctl.build_parser()
+    assert parser.parse_args(["--json", "topology"]).json is True
+    assert parser.parse_args(["topology", "--json"]).json is True
+    assert parser.parse_args(["publish", "t", "--count", "2", "--json"]).json is True
+    assert parser.parse_args(["topology"]).json is False

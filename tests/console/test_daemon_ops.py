@@ -109,7 +109,7 @@ def ask(tmp: Path, name: str, *argv: str) -> tuple[int, str, str]:
 
 
 def ask_json(tmp: Path, name: str, *argv: str) -> Any:
-    code, out, err = ask(tmp, name, "--json", *argv)
+    code, out, err = ask(tmp, name, *argv, "--json")  # as the issue writes it
     assert code == 0, err
     return json.loads(out)
 
