@@ -347,6 +347,7 @@ SHOW: dict[str, Callable[[Console, Any], None]] = {
     "health": _show_health,
     "partitions": _show_partitions,
     "check-partitions": _show_partitions,
+    "resolve": _show_partitions,
     "variety": _show_variety,
     "status": _show_status,
 }

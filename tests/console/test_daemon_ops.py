@@ -57,11 +57,13 @@ def until(what: str, predicate: Callable[[], Any], limit: float = STEP_S) -> Any
 
 
 class Daemon:
-    def __init__(self, tmp: Path, name: str, *extra: str, seeds: str = "") -> None:
+    def __init__(
+        self, tmp: Path, name: str, *extra: str, seeds: str = "", settings: str = ""
+    ) -> None:
         self.name = name
         self.port = free_port()
         self.config = tmp / f"{name}.toml"
-        self.config.write_text(f'[node]\nname = "{name}"\n{FAST}')
+        self.config.write_text(f'[node]\nname = "{name}"\n{settings}{FAST}')
         self.env = env(tmp)
         argv = ["--daemon", "--config", str(self.config), "--listen", f"127.0.0.1:{self.port}"]
         if seeds:
@@ -342,3 +344,39 @@ def test_strangers_cannot_flood_the_log(tmp_path: Path, daemons: list[Daemon]) -
     assert a.stop() == 0
     warnings = [line for line in a.log.read_text().splitlines() if "WARNING" in line]
     assert 1 <= len(warnings) <= 10, warnings
+
+
+def test_manual_partition_resolved_through_ctl(tmp_path: Path, daemons: list[Daemon]) -> None:
+    """A node dies under the manual strategy: health says so, an operator resolves with ctl."""
+    metrics_port = free_port()
+    manual = 'strategy = "manual"\n'
+    a = Daemon(tmp_path, "a", "--metrics", f"127.0.0.1:{metrics_port}", settings=manual)
+    daemons.append(a)
+    seed = f"127.0.0.1:{a.port}"
+    daemons += [Daemon(tmp_path, n, seeds=seed, settings=manual) for n in ("b", "c")]
+    until("a full mesh", lambda: meshed(tmp_path, ["a", "b", "c"]))
+    until("a healthy cluster", lambda: ask_json(tmp_path, "a", "partitions")["status"] == "healthy")
+    daemons[2].kill()  # SIGKILL: no BYE, a failure, not a departure
+
+    until("a to await an operator", lambda: ask(tmp_path, "a", "health")[0] == 1)
+    assert ask_json(tmp_path, "a", "partitions")["status"] == "awaiting_operator"
+    assert scrape(metrics_port, "/healthz") == (
+        503,
+        '{"node": "a", "status": "awaiting_operator"}\n',
+    )
+
+    code, out, err = ask(tmp_path, "a", "resolve", "--keep", "a,b")
+    assert code == 0, err
+    assert "partitioned" in out
+    decision = ask_json(tmp_path, "a", "partitions")["decision"]
+    assert (decision["survivors"], decision["downed"]) == (["a", "b"], ["c"])
+    until(
+        "b to apply the operator's decision",
+        lambda: (
+            (ask_json(tmp_path, "b", "partitions")["decision"] or {}).get("survivors") == ["a", "b"]
+        ),
+    )
+    assert scrape(metrics_port, "/healthz")[0] == 200
+    assert ask(tmp_path, "a", "health")[0] == 0
+    for d in daemons[:2]:
+        assert d.stop() == 0, d.log.read_text()
