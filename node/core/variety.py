@@ -642,41 +642,32 @@ def _numeric_leaves(
 
 
 def check_quota(channel: Channel, value: object) -> float | None:
-    """The rule for one channel's quota, here only (``NodeConfig`` uses it too).
+    """The rule for a channel's quota, in one place (``NodeConfig`` uses it too).
 
-    Events/s, finite and >= 0; None means unlimited; algedonic has no quota to set.
-    ConfigError with ``key`` ``quotas.<channel>``.
+    Events/s, finite and >= 0, or None for unlimited; algedonic has none to set.
     """
     key = f"quotas.{channel.value}"
     if value is None:
         return None
     if channel is Channel.ALGEDONIC:
+        raise ConfigError(f"{key}: algedonic bypasses every limit; it has no quota", key=key)
+    try:
+        return _number(key, value)
+    except ConfigError:
+        hint = "(events/s; None or 'unlimited' for no limit)"
         raise ConfigError(
-            f"{key}: algedonic bypasses every limit; its quota cannot be set", key=key
-        )
-    if (
-        type(value) is bool
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ConfigError(
-            f"{key} must be a number >= 0 (events/s; None or 'unlimited' for no limit), "
-            f"got {value!r:.40}",
-            key=key,
-        )
-    return float(value)
+            f"{key} must be a number >= 0 {hint}, got {value!r:.40}", key=key
+        ) from None
 
 
 def check_capacity(channel: Channel, value: object) -> float:
-    """The rule for one channel's bucket capacity: at least one token, never algedonic."""
+    """The rule for a channel's bucket capacity: one token at least, or nothing passes."""
     key = f"capacities.{channel.value}"
     if channel is Channel.ALGEDONIC:
         raise ConfigError(f"{key}: algedonic bypasses every limit; it has no capacity", key=key)
-    # At least one token, or the bucket could never admit a single event.
-    if _number(key, value) < 1:
+    if (capacity := _number(key, value)) < 1:
         raise ConfigError(f"{key} must be >= 1 token, got {value!r:.40}", key=key)
-    return float(value)  # type: ignore[arg-type]
+    return capacity
 
 
 def _by_channel(mapping: ChannelMap | None, what: str) -> dict[Channel, Any]:
