@@ -170,6 +170,9 @@ class Telemetry:
 
 DEFAULT_BURST = 5
 DEFAULT_PER_S = 0.2
+#: Kinds remembered at once: a message built with an f-string is a new kind each
+#: time, and must not grow the limiter without bound (oldest forgotten first).
+MAX_KINDS = 1024
 
 
 class RepeatLimiter(logging.Filter):
@@ -205,6 +208,10 @@ class RepeatLimiter(logging.Filter):
             return True
         kind = (record.name, str(record.msg))
         now = self.clock()
+        if kind not in self._tokens and len(self._tokens) >= MAX_KINDS:
+            oldest = next(iter(self._tokens))
+            del self._tokens[oldest]
+            self.pending.pop(oldest, None)
         tokens, last = self._tokens.get(kind, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - last) * self.per_s)
         if tokens < 1.0:

@@ -135,6 +135,15 @@ def test_repeat_limiter_bounds_a_flood() -> None:
     assert limiter.suppressed == 100_000 - passed
 
 
+def test_repeat_limiter_memory_is_bounded() -> None:
+    from node.telemetry import MAX_KINDS
+
+    limiter = RepeatLimiter(clock=lambda: 0.0)
+    for i in range(MAX_KINDS * 3):  # messages formatted before logging: a new kind each
+        assert limiter.filter(_record(f"peer {i} failed"))
+    assert len(limiter._tokens) == MAX_KINDS
+
+
 # --- events from state -----------------------------------------------------------------
 
 
