@@ -7,6 +7,7 @@ nothing here draws a fake screen.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -20,7 +21,6 @@ NOT_BUILT = {
     "tui": "the operator console (Textual TUI) is not built yet; run the node headless "
     "with --daemon",
     "demo": "the demo (TUI over a simulated cluster) is not built yet",
-    "ctl": "the control-socket client (ctl) is not built yet",
 }
 
 
@@ -118,8 +118,6 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def refuse_bad_cookie_source(args: argparse.Namespace) -> bool:
     """A cookie file from a flag or VSM_COOKIE_FILE gets the same checks as one in a file."""
-    import os
-
     from console.configcheck import refuse_bad_cookie_file
 
     if args.cookie_file:
@@ -141,9 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from console import configcheck
 
         return configcheck.main(args.file)
-    if args.command == "ctl":
-        part = "ctl"
-    elif args.daemon:
+    if args.command == "ctl":  # after other options: `vsm-console --name a ctl topology`
+        from console import ctl as ctl_client
+
+        where = ["--control", args.control] if args.control else []
+        if not where and args.name:
+            where = ["--name", args.name]
+        return ctl_client.main([*where, *args.ctl_args])
+    if args.daemon:
         from console import daemon
         from console.configcheck import refuse_bad_file
         from node.config import load_config

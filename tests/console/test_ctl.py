@@ -144,3 +144,13 @@ def test_json_before_or_after_the_command() -> None:
     assert parser.parse_args(["topology", "--json"]).json is True
     assert parser.parse_args(["publish", "t", "--count", "2", "--json"]).json is True
     assert parser.parse_args(["topology"]).json is False
+
+
+def test_node_options_before_ctl_are_passed_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert main(["--name", "zed", "ctl", "topology"]) == 2
+    assert f"no node is running at {tmp_path}/vsm-console/zed.sock" in capsys.readouterr().err
+    assert main(["--control", str(tmp_path / "x.sock"), "ctl", "health"]) == 2
+    assert f"no node is running at {tmp_path}/x.sock" in capsys.readouterr().err
