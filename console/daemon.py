@@ -19,17 +19,16 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 from typing import Any
 
 import trio
 
-from node.config import NodeConfig, parse_address
+from node.config import NodeConfig
 from node.errors import ConfigError, EscalationError, ListenError, VsmError
 from node.node import Node, open_node
 from node.runtime.control import ControlServer, bind_control
-from node.runtime.metrics import MetricsServer, listen_error, open_metrics_listeners
+from node.runtime.metrics import MetricsServer, open_metrics_listeners
 from node.telemetry import RepeatLimiter
 
 log = logging.getLogger("vsm.daemon")
@@ -99,28 +98,6 @@ def setup_logging(level: str, *, node: str, fmt: str = "text") -> RepeatLimiter:
 
 
 # --- listening ------------------------------------------------------------------------
-
-
-def check_listen(address: str, what: str = "peers") -> None:
-    """Bind ``address`` once and let go, so a bad one fails here in one line.
-
-    The node's own listener starts inside supervision, where a failure would be
-    retried as if it were a crash; a port in use will not free itself in a second.
-    """
-    host, port = parse_address(address)
-    try:
-        infos = socket.getaddrinfo(
-            None if host == "*" else host,
-            port,
-            type=socket.SOCK_STREAM,
-            flags=socket.AI_PASSIVE,
-        )
-        family, kind, proto, _, sockaddr = infos[0]
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(sockaddr)
-    except OSError as exc:
-        raise listen_error(what, address, exc) from None
 
 
 def control_path(config: NodeConfig) -> str | None:
@@ -247,7 +224,6 @@ def main(config: NodeConfig, *, control: str | bool | None = True) -> int:
     setup_logging(config.log_level, node=config.name, fmt=config.log_format)
     path = control_path(config) if control is True else (control or None)
     try:
-        check_listen(config.listen)
         return trio.run(run_daemon, config, path)
     except BaseExceptionGroup as group:
         leaves = _leaves(group)
@@ -259,6 +235,8 @@ def main(config: NodeConfig, *, control: str | bool | None = True) -> int:
 
 
 def _failed(exc: Exception) -> int:
+    if isinstance(exc, EscalationError) and isinstance(exc.__cause__, ListenError):
+        exc = exc.__cause__  # the node could not listen: that is the whole story
     if isinstance(exc, ListenError):
         log.error("%s", exc)
         return EXIT_LISTEN

@@ -34,11 +34,12 @@ class NotBuiltError(VsmError, NotImplementedError):
     """
 
 
-class ListenError(VsmError):
+class ListenError(VsmError, OSError):
     """This node cannot listen where it was told to (in use, not local, unresolvable).
 
     The message names the address and the cause in one line; it is a setting
-    or the host's state, never worth a restart.
+    or the host's state, never worth a restart (the node's supervisor gives up
+    at once). An ``OSError`` too, for callers that catch socket errors.
     """
 
 

@@ -21,7 +21,7 @@ from node.config import NodeConfig
 from node.core.events import Channel, Classifier, Event, check_data, check_event_type
 from node.core.hlc import HLC
 from node.core.variety import VarietyManager, pressure_level
-from node.errors import ConfigError, NotBuiltError
+from node.errors import ConfigError, ListenError, NotBuiltError
 from node.runtime.bridge import ClusterBridge
 from node.runtime.detector import PartitionDetector
 from node.runtime.discovery import DEFAULT_GOSSIP_GROUP, DEFAULT_GOSSIP_PORT, make_discovery
@@ -99,6 +99,7 @@ class Node:
                 Component("telemetry", self._run_telemetry),
             ],
             on_event=self._on_supervisor_event,
+            permanent=(ListenError,),  # issue 11: a port in use is not worth a restart
         )
 
     # --- pub/sub ------------------------------------------------------------------
@@ -262,7 +263,9 @@ class Node:
     # --- lifecycle ---------------------------------------------------------------------
 
     def _on_supervisor_event(self, kind: str, name: str, exc: BaseException | None) -> None:
-        if exc is not None:
+        if isinstance(exc, ListenError):  # raised to the caller, which reports it once
+            log.debug("component %s %s: %s", name, kind, exc)
+        elif exc is not None:
             log.error("component %s %s: %r", name, kind, exc)
         else:
             log.debug("component %s %s", name, kind)

@@ -17,10 +17,8 @@ half-way through changing them. Requests are bounded in size, time and number.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
-import socket
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
@@ -37,7 +35,7 @@ from prometheus_client.utils import floatToGoString
 
 from node.config import format_address, parse_address
 from node.core.events import Channel, Event
-from node.errors import ListenError
+from node.runtime.transport import listen_error
 from node.telemetry import ALGEDONIC_BROADCAST_LATENCY, EventName
 
 log = logging.getLogger("vsm.metrics")
@@ -244,21 +242,6 @@ def make_registry(node: Any) -> tuple[CollectorRegistry, NodeCollector]:
 
 
 # --- listening --------------------------------------------------------------------------
-
-_CAUSES: Final[Mapping[int, str]] = {
-    errno.EADDRINUSE: "address already in use",
-    errno.EADDRNOTAVAIL: "not an address of this host",
-    errno.EACCES: "permission denied",
-}
-
-
-def listen_error(what: str, address: str, exc: OSError) -> ListenError:
-    """One line naming the address and the cause, for any failure to listen."""
-    if isinstance(exc, socket.gaierror):
-        cause = f"host cannot be resolved ({exc.strerror or exc})"
-    else:
-        cause = _CAUSES.get(exc.errno or 0) or exc.strerror or str(exc)
-    return ListenError(f"cannot listen for {what} on {address}: {cause}")
 
 
 async def open_metrics_listeners(address: str) -> list[trio.SocketListener]:

@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from console import daemon
-from node.errors import ListenError
+from node.config import NodeConfig
 
 
 @pytest.fixture(autouse=True)
@@ -77,12 +77,20 @@ def test_log_lines_name_the_node(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(lines) == 1 and " n2 vsm.test: hello" in lines[0]
 
 
-def test_listen_check_names_address_and_cause() -> None:
+def test_node_that_cannot_listen_is_one_line_and_exit_2(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Straight from the node's listener: no restarts, no traceback, one line."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(ListenError) as info:
-            daemon.check_listen(f"127.0.0.1:{port}")
-    assert str(info.value) == f"cannot listen for peers on 127.0.0.1:{port}: address already in use"
-    daemon.check_listen("127.0.0.1:0")  # a free port: fine
+        config = NodeConfig(name="a", listen=f"127.0.0.1:{port}", cookie="c" * 12)
+        with caplog.at_level(logging.DEBUG):
+            assert daemon.main(config, control=False) == daemon.EXIT_LISTEN
+    shown = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert [r.getMessage() for r in shown] == [
+        f"cannot listen for peers on 127.0.0.1:{port}: address already in use"
+    ]
+    assert not any(r.exc_info for r in caplog.records)
+    assert "restarting" not in caplog.text
