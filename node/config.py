@@ -168,10 +168,11 @@ def _address(field: str, value: object, *, dial: bool) -> None:
     try:
         host, port = parse_address(value)  # type: ignore[arg-type]
     except ConfigError as exc:
-        raise ConfigError(f"{field}: {exc}") from None
+        raise ConfigError(f"{field}: {exc}", key=field) from None
     if dial and (port == 0 or host in WILDCARD_HOSTS):
         raise ConfigError(
-            f"{field}: {value!r} cannot be dialled (needs a real host and a port other than 0)"
+            f"{field}: {value!r} cannot be dialled (needs a real host and a port other than 0)",
+            key=field,
         )
 
 
@@ -291,9 +292,9 @@ def _channel_items(field: str, value: object) -> Iterator[tuple[Channel, object]
         try:
             channel = Channel.parse(key)
         except ConfigError as exc:
-            raise ConfigError(f"{field}: {exc}") from None
+            raise ConfigError(f"{field}: {exc}", key=field) from None
         if channel in seen:
-            raise ConfigError(f"{field}: channel {channel.value!r} given twice")
+            raise ConfigError(f"{field}: channel {channel.value!r} given twice", key=field)
         seen.add(channel)
         yield channel, item
 
@@ -326,7 +327,7 @@ def _event_types(value: Mapping[str, str]) -> Mapping[str, str]:
             check_event_type(event_type)
             out[event_type] = Channel.parse(channel).value
         except (ConfigError, InvalidMessageError) as exc:
-            raise ConfigError(f"event_types: {exc}") from None
+            raise ConfigError(f"event_types: {exc}", key="event_types") from None
     return FrozenMap(out)
 
 
@@ -403,7 +404,8 @@ class TlsConfig:
         if self.require_client_cert and self.ca is None:
             raise ConfigError(
                 "tls.require_client_cert needs tls.ca: client certificates are "
-                "verified against that CA, never the system trust store"
+                "verified against that CA, never the system trust store",
+                key="tls.require_client_cert",
             )
         hostname = self.server_hostname
         if hostname is not None and (not isinstance(hostname, str) or not hostname):
@@ -471,14 +473,16 @@ class NodeConfig:
             kind = "empty" if self.cookie == "" else type(self.cookie).__name__
             raise ConfigError(
                 f"cookie must be a non-empty string (got {kind}): set VSM_COOKIE, "
-                "VSM_COOKIE_FILE or cookie / cookie_file in the config file"
+                "VSM_COOKIE_FILE or cookie / cookie_file in the config file",
+                key="cookie",
             )
         if self.tls is not None and not isinstance(self.tls, TlsConfig):
             _invalid("tls", "a TlsConfig or None", self.tls)
         if self.reconnect_max_s < self.reconnect_base_s:
             raise ConfigError(
                 f"reconnect_max_s {self.reconnect_max_s:g} must be >= "
-                f"reconnect_base_s {self.reconnect_base_s:g}"
+                f"reconnect_base_s {self.reconnect_base_s:g}",
+                key="reconnect_max_s",
             )
 
     @property

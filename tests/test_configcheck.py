@@ -211,3 +211,26 @@ def test_daemon_checks_a_cookie_file_from_flag_or_env(
     monkeypatch.delenv("VSM_COOKIE", raising=False)
     assert main(["--daemon", "--name", "a"]) == 2
     assert "VSM_COOKIE_FILE = " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("fields", "key"),
+    [
+        ({"listen": "nonsense"}, "listen"),
+        ({"advertise": "10.0.0.1:0"}, "advertise"),
+        ({"seeds": ["a:1", "b"]}, "seeds[1]"),
+        ({"quotas": {"s1_operational": -1}}, "quotas.s1_operational"),
+        ({"quotas": {"s42": 1}}, "quotas"),
+        ({"capacities": {"general": 0}}, "capacities.general"),
+        ({"event_types": {"x": "nowhere"}}, "event_types"),
+        ({"reconnect_base_s": 9.0, "reconnect_max_s": 1.0}, "reconnect_max_s"),
+        ({"cookie": ""}, "cookie"),
+        ({"max_hops": -1}, "max_hops"),
+    ],
+)
+def test_every_config_error_names_its_key(fields: dict[str, object], key: str) -> None:
+    from node.config import NodeConfig
+
+    with pytest.raises(ConfigError) as info:
+        NodeConfig(**{"cookie": "c" * 12, **fields})  # type: ignore[arg-type]
+    assert info.value.key == key
