@@ -24,7 +24,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from node.runtime.control import default_control_path
+from console.paths import default_control_path
 
 EXIT_OK = 0
 EXIT_REFUSED = 1

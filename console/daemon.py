@@ -24,6 +24,7 @@ from typing import Any
 
 import trio
 
+from console.paths import default_control_path
 from node.config import NodeConfig
 from node.errors import ConfigError, EscalationError, ListenError, VsmError
 from node.node import Node, open_node
@@ -101,8 +102,6 @@ def setup_logging(level: str, *, node: str, fmt: str = "text") -> RepeatLimiter:
 
 
 def control_path(config: NodeConfig) -> str | None:
-    from node.runtime.control import default_control_path
-
     return config.control_socket or default_control_path(config.name, config.data_dir)
 
 

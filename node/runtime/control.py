@@ -50,23 +50,6 @@ PUBLISH_SLICE: Final = 1000
 ERROR_KINDS: Final = ("bad_request", "unknown_command", "refused", "not_built", "internal")
 
 
-def default_control_path(
-    name: str, data_dir: str | None = None, env: Mapping[str, str] | None = None
-) -> str:
-    """Where a node's control socket lives when not configured.
-
-    ``$XDG_RUNTIME_DIR/vsm-console/<node>.sock``, else ``<data_dir>/<node>.sock``,
-    else ``/tmp/vsm-console-<uid>/<node>.sock``. ``ctl --name`` finds it the same way.
-    """
-    env = os.environ if env is None else env
-    runtime = env.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return str(Path(runtime) / "vsm-console" / f"{name}.sock")
-    if data_dir:
-        return str(Path(data_dir) / f"{name}.sock")
-    return str(Path("/tmp") / f"vsm-console-{os.getuid()}" / f"{name}.sock")
-
-
 class ControlRequestError(VsmError):
     """A request the control server answers with an error reply of ``kind``."""
 

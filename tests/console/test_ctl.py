@@ -12,6 +12,7 @@ import pytest
 
 from console import ctl
 from console.cli import main
+from console.paths import default_control_path
 
 
 @pytest.mark.parametrize(
@@ -154,3 +155,11 @@ def test_node_options_before_ctl_are_passed_on(
     assert f"no node is running at {tmp_path}/vsm-console/zed.sock" in capsys.readouterr().err
     assert main(["--control", str(tmp_path / "x.sock"), "ctl", "health"]) == 2
     assert f"no node is running at {tmp_path}/x.sock" in capsys.readouterr().err
+
+
+def test_default_path_order() -> None:
+    assert default_control_path("a", "/data", {"XDG_RUNTIME_DIR": "/run/user/1"}) == (
+        "/run/user/1/vsm-console/a.sock"
+    )
+    assert default_control_path("a", "/data", {}) == "/data/a.sock"
+    assert default_control_path("a", None, {}) == f"/tmp/vsm-console-{os.getuid()}/a.sock"

@@ -21,7 +21,6 @@ from node.runtime.control import (
     MAX_PUBLISH_COUNT,
     ControlServer,
     bind_control,
-    default_control_path,
 )
 from node.sim import SimNetwork
 
@@ -252,11 +251,3 @@ async def test_directory_others_can_write_is_refused(tmp_path: Path) -> None:
     shared.chmod(0o1777)  # sticky, like /tmp: others cannot remove our file
     listener = await bind_control(str(shared / "a.sock"))
     await listener.aclose()
-
-
-async def test_default_path_order() -> None:
-    assert default_control_path("a", "/data", {"XDG_RUNTIME_DIR": "/run/user/1"}) == (
-        "/run/user/1/vsm-console/a.sock"
-    )
-    assert default_control_path("a", "/data", {}) == "/data/a.sock"
-    assert default_control_path("a", None, {}) == f"/tmp/vsm-console-{os.getuid()}/a.sock"
