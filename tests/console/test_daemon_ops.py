@@ -37,6 +37,7 @@ reconnect_base_s = 0.05
 reconnect_max_s = 0.5
 """
 STEP_S = 30.0
+ROOT = Path(__file__).resolve().parents[2]  # this checkout, whatever the working directory
 
 
 def free_port() -> int:
@@ -69,28 +70,32 @@ class Daemon:
         if seeds:
             argv += ["--seeds", seeds]
         self.log = tmp / f"{name}.log"
+        self._stderr = self.log.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "console.cli", *argv, *extra],
             env=self.env,
-            stderr=self.log.open("w"),
+            stderr=self._stderr,
         )
         self.socket = tmp / "run" / "vsm-console" / f"{name}.sock"
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         self.proc.send_signal(sig)
-        return self.proc.wait(timeout=STEP_S)
+        code = self.proc.wait(timeout=STEP_S)
+        self._stderr.close()
+        return code
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=STEP_S)
+        self._stderr.close()
 
 
 def env(tmp: Path) -> dict[str, str]:
     run = tmp / "run"
     run.mkdir(mode=0o700, exist_ok=True)
     out = {k: v for k, v in os.environ.items() if not k.startswith("VSM_")}
-    out.update(VSM_COOKIE=COOKIE, XDG_RUNTIME_DIR=str(run), PYTHONPATH=os.getcwd())
+    out.update(VSM_COOKIE=COOKIE, XDG_RUNTIME_DIR=str(run), PYTHONPATH=str(ROOT))
     return out
 
 
