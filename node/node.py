@@ -21,12 +21,25 @@ from node.config import NodeConfig
 from node.core.events import Channel, Classifier, Event, check_data, check_event_type
 from node.core.hlc import HLC
 from node.core.variety import VarietyManager, pressure_level
-from node.errors import ConfigError, InvalidEventError, NotBuiltError, ProtocolError
+from node.errors import (
+    ConfigError,
+    InvalidEventError,
+    ListenError,
+    NotBuiltError,
+    ProtocolError,
+)
 from node.runtime.bridge import ClusterBridge
 from node.runtime.detector import PartitionDetector
 from node.runtime.discovery import DEFAULT_GOSSIP_GROUP, DEFAULT_GOSSIP_PORT, make_discovery
 from node.runtime.supervisor import Component, Supervisor
 from node.runtime.transport import make_transport
+from node.telemetry import (
+    BREAKER_EVENTS,
+    NODE_CONNECTED,
+    NODE_DISCONNECTED,
+    StateWatcher,
+    Telemetry,
+)
 
 log = logging.getLogger("vsm.node")
 
@@ -69,6 +82,7 @@ class Node:
         # inventing types without end must not grow memory without end)
         self._types: dict[str, Channel] = {}
         self.delivery_errors = 0
+        self.telemetry = Telemetry()
         self.bridge = ClusterBridge(
             config,
             transport=self.transport,
@@ -76,6 +90,8 @@ class Node:
             variety=self.variety,
             deliver=self._dispatch,
             incarnation=self.incarnation,
+            on_peer_change=self._on_peer_change,
+            on_breaker=self._on_breaker,
         )
         self.detector = PartitionDetector(
             config,
@@ -94,8 +110,10 @@ class Node:
                 Component("variety", self.bridge.replication.run_variety),
                 Component("bridge", self.bridge.run),
                 Component("discovery", self._run_discovery),
+                Component("telemetry", self._run_telemetry),
             ],
             on_event=self._on_supervisor_event,
+            permanent=(ListenError,),  # issue 11: a port in use is not worth a restart
         )
 
     # --- pub/sub ------------------------------------------------------------------
@@ -317,10 +335,37 @@ class Node:
     # --- lifecycle ---------------------------------------------------------------------
 
     def _on_supervisor_event(self, kind: str, name: str, exc: BaseException | None) -> None:
-        if exc is not None:
+        if isinstance(exc, ListenError):  # raised to the caller, which reports it once
+            log.debug("component %s %s: %s", name, kind, exc)
+        elif exc is not None:
             log.error("component %s %s: %r", name, kind, exc)
         else:
             log.debug("component %s %s", name, kind)
+
+    # --- telemetry (issue 11) -------------------------------------------------------------
+
+    def _on_peer_change(self, peer: str, connected: bool) -> None:
+        name = NODE_CONNECTED if connected else NODE_DISCONNECTED
+        self.telemetry.emit(name, {"count": 1}, {"node": self.name, "peer": peer})
+
+    def _on_breaker(self, peer: str, transition: Any) -> None:
+        name = BREAKER_EVENTS.get(str(transition.to_state))
+        if name is not None:
+            meta = {
+                "node": self.name,
+                "peer": peer,
+                "from": str(transition.from_state),
+                "reason": transition.reason,
+            }
+            self.telemetry.emit(name, {"count": 1}, meta)
+
+    async def _run_telemetry(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Emit variety and partition events from state, once per check interval."""
+        watcher = StateWatcher(self.telemetry)
+        task_status.started()
+        while True:
+            await trio.sleep(self.config.check_interval_s)
+            watcher.observe(self.variety.stats(), self.partition_status())
 
     async def _run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await self.supervisor.run(task_status=task_status)

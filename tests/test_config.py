@@ -495,6 +495,7 @@ def test_every_env_var(tmp_path: Path) -> None:
         "VSM_CONTROL_SOCKET": "/run/vsm.sock",
         "VSM_METRICS_LISTEN": "127.0.0.1:9100",
         "VSM_LOG_LEVEL": "WARNING",
+        "VSM_LOG_FORMAT": "json",
     }
     assert set(env) | {"VSM_COOKIE_FILE"} == set(ENV_VARS)
     config = load_config(env=env)

@@ -109,6 +109,7 @@ class ClusterBridge:
         heartbeat_factory: Callable[[], Heartbeat] | None = None,
         handlers: dict[type, Handler] | None = None,
         on_peer_change: Callable[[str, bool], None] | None = None,
+        on_breaker: Callable[[str, Transition], None] | None = None,
     ) -> None:
         self.config = config
         self.transport = transport
@@ -119,6 +120,7 @@ class ClusterBridge:
         self.heartbeat_factory = heartbeat_factory or self._default_heartbeat
         self.handlers: dict[type, Handler] = dict(handlers or {})
         self.on_peer_change = on_peer_change
+        self.on_breaker = on_breaker
         self.peers: dict[str, PeerLink] = {}
         self.members: dict[str, str] = {}
         self.departed: set[str] = set()
@@ -238,6 +240,8 @@ class ClusterBridge:
     def _on_breaker(self, name: str, t: Transition) -> None:
         log.info("breaker %s: %s -> %s (%s)", name, t.from_state, t.to_state, t.reason)
         self.count(f"breaker_{t.to_state}")
+        if self.on_breaker is not None:
+            self.on_breaker(name, t)
 
     def learn_member(self, name: str, address: str) -> None:
         """A member (from HELLO or a heartbeat): remember it and dial it."""

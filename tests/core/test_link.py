@@ -106,9 +106,10 @@ class LinkMachine(RuleBasedStateMachine):
             mine.add(i)
             self.outcome[i] = "delivered"
 
-    @precondition(lambda self: self.inbound.ack_due)
+    @precondition(lambda self: self.inbound.ack_due and self.out.connected)
     @rule()
     def ack(self) -> None:
+        # (an ack written after the connection died never arrives: no rule for it)
         self.to_sender.append(self.inbound.take_ack())
 
     @precondition(lambda self: bool(self.to_sender))
