@@ -54,6 +54,8 @@ class BackpressureTimeout(VsmError, TimeoutError):
 
 class ConnectionClosedError(VsmError):
     """A stream ended or broke (not a protocol violation)."""
+
+
 class ListenError(VsmError, OSError):
     """This node cannot listen where it was told to (in use, not local, unresolvable).
 
