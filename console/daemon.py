@@ -26,7 +26,13 @@ import trio
 
 from console.paths import default_control_path
 from node.config import NodeConfig
-from node.errors import ConfigError, EscalationError, ListenError, VsmError
+from node.errors import (
+    BackpressureTimeout,
+    ConfigError,
+    EscalationError,
+    ListenError,
+    VsmError,
+)
 from node.node import Node, open_node
 from node.runtime.control import ControlServer, bind_control
 from node.runtime.metrics import MetricsServer, open_metrics_listeners
@@ -137,8 +143,10 @@ async def run_daemon(config: NodeConfig, control: str | None = None) -> int:
                 outer.start_soon(_watch_signals, signals, stop, control)
                 async with open_node(config) as node:
                     await _serve(node, config, stop, control_listener, metrics)
-                    with trio.move_on_after(FLUSH_TIMEOUT_S):
-                        await _flush(node)
+                    try:
+                        await node.flush(timeout=FLUSH_TIMEOUT_S)
+                    except BackpressureTimeout as exc:
+                        log.warning("leaving with events not acknowledged: %s", exc)
                 outer.cancel_scope.cancel()
         finally:
             if control_listener is not None:
@@ -177,12 +185,6 @@ async def _serve(
         )
         await stop.wait()
         nursery.cancel_scope.cancel()
-
-
-async def _flush(node: Node) -> None:
-    flush = getattr(node, "flush", None)  # the delivery rewrite adds Node.flush()
-    if flush is not None:
-        await flush()
 
 
 async def _watch_signals(signals: Any, stop: trio.Event, control: str | None) -> None:
