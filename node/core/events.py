@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-import attrs
 
 from node.core.hlc import MAX_LOGICAL, MAX_NODE_NAME, MAX_PHYSICAL, Timestamp
 from node.errors import ConfigError, InvalidMessageError, LimitExceededError
@@ -178,12 +177,16 @@ _SCALAR_TYPES = frozenset({str, bytes, int, float, bool, type(None)})
 _CHANNEL_BY_VALUE = {c.value: c for c in Channel}
 
 
-@attrs.frozen(slots=True)
-class Event:
+class Event(NamedTuple):
     """One event on the bus. Identity is ``(source, hlc)``.
 
     ``compressed`` marks an aggregate produced by semantic compression
     (its ``data`` carries count, first/last HLC, a sample and numeric stats).
+
+    A named tuple rather than an attrs class: immutable all the same, and built
+    in C. Every event is constructed once where it is published and once per
+    receiver, and attrs' frozen ``__init__`` (one ``object.__setattr__`` per
+    field) cost about 0.5 µs of each.
     """
 
     type: str
@@ -200,7 +203,7 @@ class Event:
 
     def relayed(self) -> Event:
         """This event one hop further along."""
-        return attrs.evolve(self, hops=self.hops + 1)
+        return self._replace(hops=self.hops + 1)
 
     def to_wire(self) -> list[Any]:
         return [
