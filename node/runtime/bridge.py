@@ -14,12 +14,13 @@ import contextlib
 import functools
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
 import trio
 
+from node.core.algedonic import SIGNAL_ROLE  # HOOK(issue 9)
 from node.core.breaker import CircuitBreaker, Transition
 from node.core.dedup import Deduplicator
 from node.core.events import Event
@@ -101,6 +102,9 @@ class ClusterBridge:
         heartbeat_factory: Callable[[], Heartbeat] | None = None,
         handlers: dict[type, Handler] | None = None,
         on_peer_change: Callable[[str, bool], None] | None = None,
+        # HOOK(issue 9): serves an inbound signal-only connection (HELLO role
+        # SIGNAL_ROLE) instead of a session; None refuses them like any duplicate.
+        signal_session: Callable[[PeerInfo, FramedStream], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self.transport = transport
@@ -111,6 +115,7 @@ class ClusterBridge:
         self.heartbeat_factory = heartbeat_factory or self._default_heartbeat
         self.handlers: dict[type, Handler] = dict(handlers or {})
         self.on_peer_change = on_peer_change
+        self.signal_session = signal_session  # HOOK(issue 9)
         self.dedup = Deduplicator(config.dedup_size)
         self.peers: dict[str, PeerLink] = {}
         self.members: dict[str, str] = {}
@@ -388,6 +393,14 @@ class ClusterBridge:
             raise
         finally:
             self._handshaking -= 1
+        if dialed is None and info.role == SIGNAL_ROLE and self.signal_session is not None:
+            # HOOK(issue 9): a one-shot connection carrying algedonic signals only.
+            self.count("signal_connections")
+            try:
+                await self.signal_session(info, framed)
+            finally:
+                await framed.aclose()
+            return True
         if dialed is not None and not info.address:
             info = attrs.evolve(info, address=dialed)
         initiator = cfg.name if dialed is not None else info.name
@@ -398,6 +411,8 @@ class ClusterBridge:
         """One connection per pair: the one dialed by the smaller name wins."""
         if self._stopping:
             return SHUTTING_DOWN, "node is shutting down"
+        if info.role == SIGNAL_ROLE and initiator == info.name and self.signal_session is not None:
+            return None  # HOOK(issue 9): an inbound signal-only connection, beside the session
         peer = self.peers.get(info.name)
         if peer is None or peer.framed is None:
             return None

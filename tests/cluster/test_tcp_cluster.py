@@ -132,9 +132,3 @@ async def test_mutual_tls_cluster_replicates(tmp_path: Any) -> None:
             async with open_node(cfg_c) as c:
                 await until(lambda: c.bridge.counters.get("connection_lost", 0) >= 1)
                 assert not any(link.connected for link in c.bridge.peers.values())
-
-
-async def test_unbuilt_subsystem_says_so() -> None:
-    async with open_node(NodeConfig(name="a", listen="127.0.0.1:0", cookie="k" * 12)) as a:
-        with pytest.raises(NotImplementedError, match="not built yet"):
-            await a.algedonic_scream({"reason": "test"})
