@@ -25,6 +25,7 @@ not ask the peer's breaker.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 import socket as stdlib_socket
@@ -129,6 +130,9 @@ class AlgedonicBroadcast:
         self.datagram_address: tuple[str, int] | None = None
         self.datagram_status = "not started"
         self._sock: Any = None
+        # The real socket under ``_sock``: sends to an IP address go out at once
+        # with a non-blocking sendto, without waiting for the scheduler.
+        self._raw: stdlib_socket.socket | None = None
         self._wakers: dict[str, trio.Event] = {}
         self._fresh: set[tuple[str, str]] = set()  # (signal id, target) connections open
         self._nursery: trio.Nursery | None = None
@@ -174,7 +178,7 @@ class AlgedonicBroadcast:
                     continue
                 await self._on_datagram(data, sender)
         finally:
-            self._sock = None
+            self._sock = self._raw = None
             self.datagram_status = "closed"
             sock.close()
 
@@ -194,14 +198,17 @@ class AlgedonicBroadcast:
             else:
                 infos = await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_DGRAM)
                 family, _, _, _, sockaddr = infos[0]
-            sock = trio.socket.socket(family, stdlib_socket.SOCK_DGRAM)
+            raw = stdlib_socket.socket(family, stdlib_socket.SOCK_DGRAM)
             try:
+                raw.setblocking(False)
                 if family == stdlib_socket.AF_INET6:
-                    sock.setsockopt(stdlib_socket.IPPROTO_IPV6, stdlib_socket.IPV6_V6ONLY, 0)
-                await sock.bind(sockaddr)
+                    raw.setsockopt(stdlib_socket.IPPROTO_IPV6, stdlib_socket.IPV6_V6ONLY, 0)
+                raw.bind(sockaddr)  # a resolved address: no lookup, does not block
             except BaseException:
-                sock.close()
+                raw.close()
                 raise
+            sock = trio.socket.from_stdlib_socket(raw)
+            self._raw = raw
         self.datagram_address = sock.getsockname()[:2]
         return sock
 
@@ -313,7 +320,7 @@ class AlgedonicBroadcast:
         if links.send_control(name, message):
             self.ledger.count("copies_out_connection")
         address = self._address_of(name)
-        if address and self._sock is not None:
+        if address and self._sock is not None and not self._datagram_now(message, address):
             nursery.start_soon(self._send_datagram, message, address)
         key = (message.signal_id, name)
         if address and attempt >= self.settings.fresh_from_attempt and key not in self._fresh:
@@ -328,26 +335,56 @@ class AlgedonicBroadcast:
             address = getattr(peer, "address", "") if peer is not None else ""
         return address or ""
 
+    def _seal(self, message: Algedonic | AlgedonicAck) -> bytes:
+        return seal(
+            message,
+            cookie=self.config.cookie,
+            cluster=self.config.cluster,
+            sender=self.name,
+            hlc=self.hlc.now(),
+            nonce=secrets.token_bytes(NONCE_SIZE),
+        )
+
+    def _sent_datagram(self, message: Algedonic | AlgedonicAck) -> None:
+        self.ledger.count("copies_out_datagram" if isinstance(message, Algedonic) else "acks_out")
+
+    def _datagram_now(self, message: Algedonic | AlgedonicAck, to: Any) -> bool:
+        """Send at once on the real socket if ``to`` is an IP address (True: done).
+
+        False leaves it to ``_send_datagram`` (a host name to resolve, a full
+        buffer, or the simulated network, whose sockets are async only).
+        """
+        raw = self._raw
+        if raw is None:
+            return False
+        try:
+            target = parse_address(to) if isinstance(to, str) else tuple(to)
+            ipaddress.ip_address(target[0])
+        except ValueError:
+            return False
+        try:
+            raw.sendto(self._seal(message), target)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            self.ledger.count("datagram_send_errors")
+            log.debug("algedonic datagram to %s: %s", to, exc)
+            return True
+        self._sent_datagram(message)
+        return True
+
     async def _send_datagram(self, message: Algedonic | AlgedonicAck, to: Any) -> None:
         sock = self._sock
         if sock is None:
             return
         try:
             target = parse_address(to) if isinstance(to, str) else to
-            data = seal(
-                message,
-                cookie=self.config.cookie,
-                cluster=self.config.cluster,
-                sender=self.name,
-                hlc=self.hlc.now(),
-                nonce=secrets.token_bytes(NONCE_SIZE),
-            )
-            await sock.sendto(data, target)
+            await sock.sendto(self._seal(message), target)
         except (OSError, ValueError) as exc:
             self.ledger.count("datagram_send_errors")
             log.debug("algedonic datagram to %s: %s", to, exc)
             return
-        self.ledger.count("copies_out_datagram" if isinstance(message, Algedonic) else "acks_out")
+        self._sent_datagram(message)
 
     async def _fresh_connection(self, name: str, address: str, message: Algedonic) -> None:
         """Path 3: a one-shot authenticated connection carrying just this signal."""
@@ -476,7 +513,7 @@ class AlgedonicBroadcast:
         msg = sealed.message
         if isinstance(msg, Algedonic):
             ack = self._receive(sealed.sender, msg, DATAGRAM)
-            if ack is not None:
+            if ack is not None and not self._datagram_now(ack, sender[:2]):
                 await self._send_datagram(ack, tuple(sender[:2]))
         else:
             self._acked(sealed.sender, msg, DATAGRAM)
