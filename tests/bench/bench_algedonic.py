@@ -9,6 +9,8 @@ modes:
 
 * ``a-lifted`` (default): only ``a`` floods, its S1 quota lifted, so its lanes
   to all four peers are full and its writers never idle;
+* ``all-paced``: all five offer S1 at 10,000 events/s each (ten times the
+  default quota; variety control admits 1000/s and folds or throttles the rest);
 * ``all-default``: all five nodes flood at the default S1 quota (1000/s admitted
   per node, the rest compressed or throttled by variety control);
 * ``all-lifted``: all five flood with the quota lifted (plain CPU overload).
@@ -33,26 +35,35 @@ from node.core.events import Event
 
 COOKIE = "bench-algedonic-1"
 UNLIMITED = {"s1_operational": None}
-MODES = {"a-lifted": (True, False), "all-default": (False, True), "all-lifted": (True, True)}
+# mode -> (S1 quota lifted, every node floods, events/s offered per node or None: flat out)
+MODES: dict[str, tuple[bool, bool, float | None]] = {
+    "a-lifted": (True, False, None),
+    "all-paced": (False, True, 10_000.0),
+    "all-default": (False, True, None),
+    "all-lifted": (True, True, None),
+}
 PEERS = ["b", "c", "d", "e"]
 PAIN = {"type": "pain", "severity": 5, "source": "bench", "data": {"i": 0}}
 
 
-async def flood(node: Any, on: list[bool]) -> None:
-    """Publish S1 events as fast as this process can while ``on[0]``."""
+async def flood(node: Any, on: list[bool], rate: float | None) -> None:
+    """Publish S1 events while ``on[0]``: ``rate`` per second, or flat out if None."""
     i = 0
     while True:
         if on[0]:
-            for _ in range(200):
+            for _ in range(200 if rate is None else int(rate / 100)):
                 node.publish("task_execution", {"task": i, "worker": node.name, "ms": 1.5})
                 i += 1
-            await trio.lowlevel.checkpoint()
+            if rate is None:
+                await trio.lowlevel.checkpoint()
+            else:
+                await trio.sleep(0.01)
         else:
             await trio.sleep(0.01)
 
 
 async def peer(name: str, seed: str, mode: str) -> None:
-    lifted, _ = MODES[mode]
+    lifted, _, rate = MODES[mode]
     quotas = UNLIMITED if lifted else None
     cfg = NodeConfig(name=name, listen="127.0.0.1:0", seeds=[seed], cookie=COOKIE, quotas=quotas)
     on = [False]
@@ -63,7 +74,7 @@ async def peer(name: str, seed: str, mode: str) -> None:
 
     async with open_node(cfg) as node, trio.open_nursery() as nursery:
         node.subscribe("policy_update", control)
-        nursery.start_soon(flood, node, on)
+        nursery.start_soon(flood, node, on, rate)
         with trio.move_on_after(600):  # bounded, whatever happens to the parent
             while True:
                 await trio.sleep(0.5)
@@ -104,7 +115,7 @@ async def phase(a: Any, n: int, label: str) -> None:
 
 
 async def main(n: int, mode: str) -> None:
-    lifted, everyone = MODES[mode]
+    lifted, everyone, rate = MODES[mode]
     quotas = UNLIMITED if lifted else None
     config = NodeConfig(name="a", listen="127.0.0.1:0", cookie=COOKIE, quotas=quotas)
     async with open_node(config) as a:
@@ -129,7 +140,7 @@ async def main(n: int, mode: str) -> None:
             async with trio.open_nursery() as nursery:
                 # S5, so it is not queued behind a's own flood (general goes last)
                 a.publish("policy_update", {"bench_flood": everyone})
-                nursery.start_soon(flood, a, on)
+                nursery.start_soon(flood, a, on, rate)
                 await trio.sleep(1)  # the lanes fill
                 await phase(a, n, f"S1 flood ({mode})")
                 on[0] = False
