@@ -382,6 +382,9 @@ class AlgedonicLedger:
         self.history: collections.deque[dict[str, Any]] = collections.deque(
             maxlen=self.settings.history
         )
+        self.received_history: collections.deque[dict[str, Any]] = collections.deque(
+            maxlen=self.settings.history
+        )
         self._handled: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
 
     # sending
@@ -422,7 +425,7 @@ class AlgedonicLedger:
         result = broadcast.result()
         self.history.append(
             {
-                "time": broadcast.started,
+                "time": broadcast.signal.hlc.physical / 1000,  # wall clock, Unix seconds
                 **{k: v for k, v in broadcast.signal.summary().items() if k != "hlc"},
                 "confirmed": result["confirmed"],
                 "failed": result["failed"],
@@ -444,6 +447,12 @@ class AlgedonicLedger:
         self._remember(origin, signal_id)
         self.counters["received"] += 1
         return True
+
+    def delivered(self, signal: Signal, path: str) -> None:
+        """Record a received signal that was just delivered (by the first copy's path)."""
+        self.received_history.append(
+            {"time": signal.hlc.physical / 1000, **signal.summary(), "path": path}
+        )
 
     def _remember(self, origin: str, signal_id: str) -> None:
         self._handled[(origin, signal_id)] = None
@@ -476,6 +485,7 @@ class AlgedonicLedger:
             },
             "counters": dict(sorted(c.items())),
             "last": list(self.history)[-10:],
+            "last_received": list(self.received_history)[-10:],
         }
 
 

@@ -475,6 +475,7 @@ class AlgedonicBroadcast:
             self.ledger.count("clock_skew")
             log.warning("signal %s from %s: %s", signal.id, peer, exc)
         if self.ledger.receive(signal.origin, signal.id, path):
+            self.ledger.delivered(signal, path)
             self._deliver(signal, path)
         return AlgedonicAck(signal.id, signal.origin, self.name)
 

@@ -298,6 +298,7 @@ def test_ledger_counts_sends_confirmations_failures_and_latency() -> None:
     assert s["in_flight"] == 0
     assert s["latency_ms"]["samples"] == 0  # a broadcast with failures is no latency sample
     assert s["last"][-1]["failed"] == ["c"] and s["last"][-1]["latency_ms"] == 2.0
+    assert s["last"][-1]["time"] == HLC.physical / 1000 and s["last"][-1]["type"] == "pain"
     b2 = led.start(signal("a-2"), ["b"], 6.0)
     led.ack("a-2", "a", "b", CONNECTION, 6.003)
     led.finish(b2, 6.003)

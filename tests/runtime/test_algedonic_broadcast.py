@@ -182,6 +182,9 @@ async def test_every_member_confirms_and_each_delivers_once(
                 assert st["received"] == 1
                 assert st["copies_in"][CONNECTION] == 1 and st["copies_in"][DATAGRAM] == 1
                 assert st["duplicates"] == 1  # the second path's copy, acked, not delivered
+                last = st["last_received"][-1]
+                assert last["id"] == result["id"] and last["origin"] == "a"
+                assert last["severity"] == 9 and last["path"] in (CONNECTION, DATAGRAM)
             st = nodes["a"].variety_stats()["algedonic"]
             assert (st["sent"], st["confirmations"], st["failures"]) == (1, 3, 0)
             assert st["acks_in"][CONNECTION] == 3 and st["acks_in"][DATAGRAM] == 3
