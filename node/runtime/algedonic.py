@@ -239,10 +239,12 @@ class AlgedonicBroadcast:
         self._wakers[signal.id] = trio.Event()
         message = signal.to_message()
         try:
-            self._deliver(signal, LOCAL)
             async with trio.open_nursery() as nursery:
                 for name in broadcast.targets:
                     self._send(nursery, broadcast, message, name, 1)
+                # Path 4, after the others are on their way: a slow local
+                # subscriber must not hold the alarm back from the cluster.
+                self._deliver(signal, LOCAL)
                 await trio.lowlevel.checkpoint()
                 while not broadcast.done:
                     with trio.move_on_at(broadcast.next_deadline):
@@ -288,7 +290,12 @@ class AlgedonicBroadcast:
         return True
 
     async def _scream_and_log(self, raw: Mapping[str, Any], targets: Iterable[str] | None) -> None:
-        result = await self.scream(raw, targets=targets)
+        try:
+            result = await self.scream(raw, targets=targets)
+        except Exception:  # one alarm's failure must not restart the service
+            self.ledger.count("scream_errors")
+            log.exception("algedonic signal %r could not be sent", raw)
+            return
         level = logging.WARNING if result["failed"] else logging.INFO
         log.log(
             level,

@@ -411,3 +411,30 @@ async def test_partition_alarm_is_a_scream_to_reachable_members(
             assert last["confirmed"] == ["b"] and last["failed"] == []  # c is not reachable
             assert seen_b["type"][0].data["data"]["reason"] == "partition awaiting operator"
             assert seen_c["s5"] == []
+
+
+async def test_supervised_between_variety_and_bridge_and_survives_bad_callbacks(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    net = SimNetwork()
+    with trio.fail_after(60):
+        async with nodes_on(net, ["a", "b"]) as nodes:
+            a = nodes["a"]
+            order = list(a.supervisor.status())
+            assert order.index("variety") < order.index("algedonic") < order.index("bridge")
+            assert order.index("bridge") < order.index("algedonic_datagrams")
+
+            def broken(*_: Any) -> None:
+                raise RuntimeError("boom")
+
+            for node in nodes.values():
+                node.algedonic.s5_handlers.insert(0, broken)
+            a.algedonic.telemetry.append(broken)
+            seen = record(nodes["b"])
+            result = await a.algedonic_scream(PAIN)
+            assert result["confirmed"] == ["b"]
+            assert len(seen["s5"]) == len(seen["type"]) == 1  # later handlers still ran
+            assert a.algedonic.stats()["counters"]["s5_handler_errors"] == 1
+            assert a.algedonic.stats()["counters"]["telemetry_errors"] == 2
+            assert nodes["b"].algedonic.stats()["counters"]["s5_handler_errors"] == 1
+            assert a.supervisor.status()["algedonic"] == "running"
