@@ -427,3 +427,30 @@ def test_guard_refuses_replays_and_stale_datagrams() -> None:
 def test_algedonic_message_shape_is_the_wire_one() -> None:
     msg = signal().to_message()
     assert isinstance(msg, Algedonic) and msg.path == ("a",)
+
+
+def test_bounds_are_inclusive_where_documented() -> None:
+    AlgedonicSettings(backoff=1.0, history=1, remember=1, latency_window=1)
+    assert check_signal({**GOOD, "source": "s" * 256}).source == "s" * 256
+    led = AlgedonicLedger("z", AlgedonicSettings(remember=2))
+    led.receive("a", "s1", CONNECTION)
+    led.receive("a", "s2", CONNECTION)
+    assert not led.receive("a", "s1", CONNECTION)  # two remembered means two
+    guard = DatagramGuard(stale_after_s=30, remember=2)
+    one = unseal(sealed(nonce=b"1" * 16), cookie=COOKIE, cluster="vsm")
+    guard.check(one, HLC.physical)
+    guard.check(unseal(sealed(nonce=b"2" * 16), cookie=COOKIE, cluster="vsm"), HLC.physical)
+    with pytest.raises(DatagramError):
+        guard.check(one, HLC.physical)
+
+
+def test_datagram_size_bound_and_longest_sender_name() -> None:
+    with pytest.raises(DatagramError) as info:
+        unseal(b"x" * 60_000, cookie=COOKIE, cluster="vsm")
+    assert info.value.reason == FORGED  # within the bound: checked, and not ours
+    with pytest.raises(DatagramError) as info:
+        unseal(b"x" * 60_001, cookie=COOKIE, cluster="vsm")
+    assert info.value.reason == UNSIGNED
+    name = "n" * 255
+    ack = AlgedonicAck("a-1", "a", name)
+    assert unseal(sealed(ack, sender=name), cookie=COOKIE, cluster="vsm").sender == name
