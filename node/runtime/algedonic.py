@@ -72,6 +72,7 @@ CONFIRMATION = ("vsm", "cluster", "algedonic", "confirmation")
 MAX_SIGNALS_PER_CONNECTION = 16
 SIGNAL_CONNECTION_LIMIT_S = 10.0
 RECV_SIZE = 65_536
+MAX_DRAIN = 64  # datagrams handled per wakeup, so a flood cannot starve the loop
 WILDCARDS = frozenset({"*", "", "0.0.0.0"})
 
 
@@ -177,10 +178,31 @@ class AlgedonicBroadcast:
                     await trio.lowlevel.checkpoint()
                     continue
                 await self._on_datagram(data, sender)
+                await self._drain()
         finally:
             self._sock = self._raw = None
             self.datagram_status = "closed"
             sock.close()
+
+    async def _drain(self) -> None:
+        """Handle datagrams already waiting, without a scheduler round for each.
+
+        Acks from several peers arrive together; in a busy loop every
+        ``await recvfrom`` costs a whole round of the other tasks' work.
+        """
+        raw = self._raw
+        for _ in range(MAX_DRAIN):
+            if raw is None:
+                return
+            try:
+                data, sender = raw.recvfrom(RECV_SIZE)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self.ledger.count("datagram_receive_errors")
+                log.debug("algedonic datagram receive: %s", exc)
+                return
+            await self._on_datagram(data, sender)
 
     async def _open_socket(self) -> Any:
         host, port = parse_address(self.config.listen)

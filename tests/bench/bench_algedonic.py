@@ -88,19 +88,31 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(max(math.ceil(p / 100 * len(ordered)), 1), len(ordered)) - 1]
 
 
+async def lag_probe(lags: list[float]) -> None:
+    """How late a 1 ms sleep wakes in a's loop: the scheduling delay every hop pays."""
+    while True:
+        t = time.perf_counter()
+        await trio.sleep(0.001)
+        lags.append((time.perf_counter() - t - 0.001) * 1000)
+
+
 async def phase(a: Any, n: int, label: str) -> None:
     latencies: list[float] = []
+    lags: list[float] = []
     failed = 0
     before = dict(a.algedonic.stats()["acks_in"])
     received_before = sum(p["events_in"] for p in a.bridge.peer_states().values())
     start = time.perf_counter()
-    for i in range(n):
-        result = await a.algedonic_scream({**PAIN, "data": {"i": i}})
-        if result["failed"]:
-            failed += 1
-        else:
-            latencies.append(result["latency_ms"])
-        await trio.sleep(0.005)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lag_probe, lags)
+        for i in range(n):
+            result = await a.algedonic_scream({**PAIN, "data": {"i": i}})
+            if result["failed"]:
+                failed += 1
+            else:
+                latencies.append(result["latency_ms"])
+            await trio.sleep(0.005)
+        nursery.cancel_scope.cancel()
     took = time.perf_counter() - start
     acks = {k: v - before.get(k, 0) for k, v in a.algedonic.stats()["acks_in"].items()}
     received = sum(p["events_in"] for p in a.bridge.peer_states().values()) - received_before
@@ -110,7 +122,9 @@ async def phase(a: Any, n: int, label: str) -> None:
         f"latency_ms p50 {percentile(latencies, 50):.3f} p95 {percentile(latencies, 95):.3f} "
         f"p99 {percentile(latencies, 99):.3f} max {max(latencies):.3f}; "
         f"acks by path {acks}; S1 events into a during the phase {received} "
-        f"({received / took:,.0f}/s); a has sent {sent} events in all"
+        f"({received / took:,.0f}/s); a has sent {sent} events in all; "
+        f"a's loop lag ms p50 {percentile(lags, 50):.3f} p99 {percentile(lags, 99):.3f}; "
+        f"load average {os.getloadavg()[0]:.2f}"
     )
 
 
