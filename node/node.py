@@ -92,6 +92,8 @@ class Node:
             deliver=self._dispatch,
             links=lambda: self.bridge,
         )
+        # broadcast_latency and confirmation feed node.telemetry (and so /metrics)
+        self.algedonic.telemetry.append(self.telemetry.emit)
         self.bridge = ClusterBridge(
             config,
             transport=self.transport,
