@@ -8,10 +8,14 @@ async with open_node(NodeConfig(name="a", cookie="s3cret")) as n:
 
 from __future__ import annotations
 
+import functools
+import getpass
 import logging
 import secrets
+import socket
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -21,10 +25,11 @@ from node.config import NodeConfig
 from node.core.events import Channel, Classifier, Event, check_data, check_event_type
 from node.core.hlc import HLC
 from node.core.variety import VarietyManager, pressure_level
-from node.errors import ConfigError, NotBuiltError
+from node.errors import ConfigError, JournalError, NotBuiltError
 from node.runtime.bridge import ClusterBridge
 from node.runtime.detector import PartitionDetector
 from node.runtime.discovery import DEFAULT_GOSSIP_GROUP, DEFAULT_GOSSIP_PORT, make_discovery
+from node.runtime.journal import JOURNAL_FILE, STATE_FILE, Journal, StateFile
 from node.runtime.supervisor import Component, Supervisor
 from node.runtime.transport import make_transport
 
@@ -75,13 +80,19 @@ class Node:
             health=self.health_report,
             alarm=lambda kind, data: self.publish(kind, data),
             stamp=self.hlc.now,
+            announce=lambda kind, data: self.publish(kind, data),
         )
+        # Persistence in data_dir (issue 10): opened by open_node, see open_storage().
+        self.journal: Journal | None = None
+        self.bridge.on_breaker = self._on_breaker  # HOOK(issue 10): journal breaker transitions
+        self.subscribe(Channel.ALGEDONIC, self._journal_algedonic)
         self.discovery: Any = None
         self._discovery_options = self._check_discovery()
         # rest_for_one order: a crash restarts that component and all after it.
         # (AlgedonicBroadcast, between variety and bridge, is not built yet.)
         self.supervisor = Supervisor(
             [
+                Component("journal", self._run_journal),
                 Component("partition_detector", self.detector.run),
                 Component("variety", self.bridge.run_variety),
                 Component("bridge", self.bridge.run),
@@ -117,6 +128,7 @@ class Node:
     def publish(self, event_type: str, data: Mapping[str, Any] | None = None) -> Event:
         """Stamp, deliver locally, and replicate (subject to variety control)."""
         check_event_type(event_type)
+        self.detector.check_may_originate(self.classify(event_type))  # HOOK(issue 10)
         payload = check_data({} if data is None else data)
         event = Event(
             event_type, self.classify(event_type), dict(payload), self.name, self.hlc.now()
@@ -201,21 +213,91 @@ class Node:
         return self.detector.check()
 
     async def resolve_partition(
-        self, keep: Collection[str], operator: str = "operator"
+        self, keep: Collection[str], operator: str | None = None
     ) -> dict[str, Any]:
         """An operator's decision: the side holding ``keep`` continues.
 
-        ResolutionError if the cluster is healthy or ``keep`` does not name
-        nodes of exactly one side.
+        ``operator`` defaults to ``user@host``. The decision gets the next
+        epoch, is applied here at once, journaled, and replicated to every
+        other node as it becomes reachable. ResolutionError if the cluster is
+        healthy or ``keep`` does not name nodes of exactly one side.
         """
         await trio.lowlevel.checkpoint()
-        self.detector.resolve(keep, operator)
+        self.detector.resolve(keep, operator or _operator())
         return self.detector.status()
 
     async def algedonic_scream(self, data: Mapping[str, Any]) -> dict[str, Any]:
         raise NotBuiltError(
             "algedonic broadcast (redundant paths, confirmations, retries) is not built yet; "
             "publish an algedonic event type to send one without confirmation"
+        )
+
+    # --- persistence and the journal (issue 10) --------------------------------------
+
+    async def open_storage(self) -> None:
+        """Open data_dir: reload membership and the newest decision, open the journal.
+
+        JournalError (naming the path) if the state file or the journal is
+        corrupt or unwritable; the journal is skipped only with ``journal=False``
+        (``--no-journal``). Without a data_dir nothing is persisted.
+        """
+        cfg = self.config
+        if cfg.data_dir is None:
+            log.info("no data_dir: membership, decisions and the journal are not persisted")
+            return
+        state_file = StateFile(Path(cfg.data_dir) / STATE_FILE)
+        await trio.to_thread.run_sync(state_file.check_writable)
+        state = await trio.to_thread.run_sync(state_file.load)
+        self.detector.load_state(state)
+        self.detector.state_file = state_file
+        if not cfg.journal:
+            log.warning("journal disabled (--no-journal): nothing is audited")
+            return
+        self.journal = await trio.to_thread.run_sync(
+            functools.partial(
+                Journal.open,
+                Path(cfg.data_dir) / JOURNAL_FILE,
+                node=self.name,
+                retention_days=cfg.journal_retention_days,
+                retention_rows=cfg.journal_retention_rows,
+            )
+        )
+        self.detector.journal = self.journal
+        self.journal.record("node_started", {"address": cfg.advertise_address}, hlc=self.hlc.now())
+
+    async def history(
+        self, limit: int = 100, kinds: Collection[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` journal rows (only ``kinds`` if given), newest first.
+
+        JournalError if this node keeps no journal (no data_dir, or --no-journal).
+        """
+        if self.journal is None:
+            why = "no data_dir" if self.config.data_dir is None else "--no-journal"
+            raise JournalError(f"this node keeps no journal ({why})")
+        return await self.journal.history(limit, kinds)
+
+    async def _run_journal(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        if self.journal is None:
+            task_status.started()
+            await trio.sleep_forever()
+        await self.journal.run(task_status=task_status)
+
+    def _on_breaker(self, name: str, transition: Any) -> None:
+        self.detector.record(
+            "breaker",
+            {
+                "peer": name,
+                "from": str(transition.from_state),
+                "to": str(transition.to_state),
+                "reason": transition.reason,
+            },
+        )
+
+    def _journal_algedonic(self, event: Event) -> None:
+        kind = "algedonic_sent" if event.source == self.name else "algedonic_received"
+        self.detector.record(
+            kind, {"type": event.type, "source": event.source, "hlc": str(event.hlc), **event.data}
         )
 
     # --- discovery --------------------------------------------------------------------
@@ -260,6 +342,15 @@ class Node:
         await self.supervisor.run(task_status=task_status)
 
 
+def _operator() -> str:
+    """``user@host`` of whoever runs this process: the default operator name."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "operator"
+    return f"{user}@{socket.gethostname()}"
+
+
 def _sim_gossip_socket(open_datagram: Any, opts: dict[str, Any]) -> Any:
     """Gossip over the simulated network's datagrams (tests and --demo)."""
     group = opts.get("group", DEFAULT_GOSSIP_GROUP)
@@ -283,6 +374,7 @@ async def open_node(config: NodeConfig, *, transport: Any = None) -> AsyncIterat
     if not isinstance(config, NodeConfig):
         raise ConfigError(f"open_node needs a NodeConfig, got {type(config).__name__}")
     node = Node(config, transport=transport)
+    await node.open_storage()
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(node._run)
@@ -297,6 +389,9 @@ async def open_node(config: NodeConfig, *, transport: Any = None) -> AsyncIterat
         if len(leaves) == 1:
             raise leaves[0] from leaves[0].__cause__
         raise
+    finally:
+        if node.journal is not None:
+            node.journal.close()
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

@@ -111,6 +111,7 @@ class ClusterBridge:
         self.heartbeat_factory = heartbeat_factory or self._default_heartbeat
         self.handlers: dict[type, Handler] = dict(handlers or {})
         self.on_peer_change = on_peer_change
+        self.on_breaker: Callable[[str, Transition], None] | None = None  # HOOK(issue 10)
         self.dedup = Deduplicator(config.dedup_size)
         self.peers: dict[str, PeerLink] = {}
         self.members: dict[str, str] = {}
@@ -255,6 +256,8 @@ class ClusterBridge:
     def _on_breaker(self, name: str, t: Transition) -> None:
         log.info("breaker %s: %s -> %s (%s)", name, t.from_state, t.to_state, t.reason)
         self.count(f"breaker_{t.to_state}")
+        if self.on_breaker is not None:  # HOOK(issue 10): the journal records transitions
+            self.on_breaker(name, t)
 
     def learn_member(self, name: str, address: str) -> None:
         """A member (from HELLO or a heartbeat): remember it and dial it."""
