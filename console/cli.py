@@ -65,7 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     node.add_argument("--role", choices=["member", "observer"])
     node.add_argument("--discovery", choices=["static", "gossip", "dns"])
-    node.add_argument("--data-dir", metavar="PATH")
+    node.add_argument(
+        "--data-dir",
+        metavar="PATH",
+        help="membership, decisions and the journal (default for --daemon: "
+        "$XDG_STATE_HOME/vsm-console/<cluster>/<name>)",
+    )
+    node.add_argument(
+        "--no-journal",
+        action="store_true",
+        help="run without the audit journal (e.g. when it is corrupt or unwritable)",
+    )
     node.add_argument("--log-level", choices=["debug", "info", "warning", "error", "critical"])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     ctl = sub.add_parser("ctl", help="talk to a running node's control socket")
@@ -88,6 +98,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "data_dir": args.data_dir,
         "log_level": args.log_level,
     }
+    if getattr(args, "no_journal", False):
+        out["journal"] = False
     if args.seeds:
         out["seeds"] = [s.strip() for s in args.seeds.split(",") if s.strip()]
     return {k: v for k, v in out.items() if v is not None}
@@ -107,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"vsm-console: bad configuration: {exc}", file=sys.stderr)
             return EXIT_CONFIG
+        if config.data_dir is None:  # issue 10: a daemon remembers its cluster
+            from node.config import default_data_dir
+
+            config = config.evolve(data_dir=default_data_dir(config.cluster, config.name))
         return daemon.main(config)
     elif args.demo is not None:
         part = "demo"
