@@ -13,10 +13,12 @@ answers the questions that need a clock, with the time passed in as ``now``:
   primary only when a decision keeps it; for a healed cluster that is once the
   healthy picture has been stable for ``stable_after_s``. Observers are never
   primary.
-- **Start.** A node whose first picture is healthy (a cluster of one that knows
-  no other members, or a full mesh) starts primary; otherwise it starts
-  degraded: a restarted node that knows members it cannot reach must not call
-  itself a cluster of one.
+- **Start.** A *founder* (a node that expects no one else: no seeds, no
+  discovery, no remembered members) whose first picture is healthy starts
+  primary. Every other node starts degraded and becomes primary at its first
+  decision: a restarted node that knows members it cannot reach must not call
+  itself a cluster of one, and a node joining through seeds must not govern a
+  cluster of one while it is still finding the others.
 - **Down-all when unstable** (Akka's fail-safe): if the picture keeps changing
   for longer than ``stable_after_s + down_all_after_s`` from the first change,
   every node goes degraded until a picture is stable again.
@@ -153,6 +155,7 @@ class PartitionTracker:
     down_all_after_s: float
     observer: bool = False
     quorum_size: int | None = None
+    founder: bool = True
 
     topology: Topology | None = None
     decision: Decision | None = None
@@ -243,7 +246,7 @@ class PartitionTracker:
 
     def _start(self, topology: Topology, now: float) -> None:
         self.since = now
-        if topology.healthy and not self.observer:
+        if topology.healthy and not self.observer and self.founder:
             self.role = Role.PRIMARY
             self.survivors = topology.members
             self.reason = "starting: " + (
@@ -251,11 +254,12 @@ class PartitionTracker:
             )
         else:
             self.role = Role.DEGRADED
-            self.reason = (
-                "observer: never primary"
-                if self.observer
-                else "starting: known members unreachable, awaiting a decision"
-            )
+            if self.observer:
+                self.reason = "observer: never primary"
+            elif topology.healthy:
+                self.reason = "starting: joining the cluster, awaiting a stable picture"
+            else:
+                self.reason = "starting: known members unreachable, awaiting a decision"
 
     def _pending(self) -> Resolution | None:
         return self.latest if self.latest is not None and not self.latest_retired else None

@@ -91,6 +91,7 @@ class PartitionDetector:
             ),
             observer=config.role != "member",
             quorum_size=config.quorum_size,
+            founder=not config.seeds and config.discovery == "static",
         )
         self.phi: dict[str, PhiAccrualDetector] = {}
         self.views: dict[str, Heartbeat] = {}
@@ -177,6 +178,17 @@ class PartitionDetector:
             view = self.views.get(name)
             if view is not None:
                 graph[name] = view.reach
+        # A member we do not hear but someone we hear does hears, we assume,
+        # those who hear it (links are usually two-way). Without this, a link cut
+        # between us and it looks like a clean split from our side, while the
+        # node in the middle sees both ends indirectly connected: the two ends
+        # would each keep themselves with the middle node, and disagree with it.
+        heard_by: dict[str, set[str]] = {}
+        for name, reach in list(graph.items()):
+            for target in reach:
+                if target not in graph:
+                    heard_by.setdefault(target, set()).add(name)
+        graph.update(heard_by)
         return analyze(graph, members)
 
     def check(self) -> dict[str, Any]:
@@ -413,6 +425,8 @@ class PartitionDetector:
                 if peer is not None:
                     peer.role = role
         self.bridge.departed.update(departed - {me})
+        if self.persisted:
+            self.tracker.founder = False  # it has been in a cluster: never "a cluster of one"
         raw = state.get("resolution")
         if isinstance(raw, dict):
             try:
