@@ -8,7 +8,6 @@ async with open_node(NodeConfig(name="a", cookie="s3cret")) as n:
 
 from __future__ import annotations
 
-import functools
 import getpass
 import logging
 import secrets
@@ -234,33 +233,31 @@ class Node:
 
     # --- persistence and the journal (issue 10) --------------------------------------
 
-    async def open_storage(self) -> None:
+    def open_storage(self) -> None:
         """Open data_dir: reload membership and the newest decision, open the journal.
 
         JournalError (naming the path) if the state file or the journal is
         corrupt or unwritable; the journal is skipped only with ``journal=False``
-        (``--no-journal``). Without a data_dir nothing is persisted.
+        (``--no-journal``). Without a data_dir nothing is persisted. Runs once,
+        before any task of the node: blocking file I/O of a few milliseconds
+        (later writes go through worker threads).
         """
         cfg = self.config
         if cfg.data_dir is None:
             log.info("no data_dir: membership, decisions and the journal are not persisted")
             return
         state_file = StateFile(Path(cfg.data_dir) / STATE_FILE)
-        await trio.to_thread.run_sync(state_file.check_writable)
-        state = await trio.to_thread.run_sync(state_file.load)
-        self.detector.load_state(state)
+        state_file.check_writable()
+        self.detector.load_state(state_file.load())
         self.detector.state_file = state_file
         if not cfg.journal:
             log.warning("journal disabled (--no-journal): nothing is audited")
             return
-        self.journal = await trio.to_thread.run_sync(
-            functools.partial(
-                Journal.open,
-                Path(cfg.data_dir) / JOURNAL_FILE,
-                node=self.name,
-                retention_days=cfg.journal_retention_days,
-                retention_rows=cfg.journal_retention_rows,
-            )
+        self.journal = Journal.open(
+            Path(cfg.data_dir) / JOURNAL_FILE,
+            node=self.name,
+            retention_days=cfg.journal_retention_days,
+            retention_rows=cfg.journal_retention_rows,
         )
         self.detector.journal = self.journal
         self.journal.record("node_started", {"address": cfg.advertise_address}, hlc=self.hlc.now())
@@ -374,7 +371,7 @@ async def open_node(config: NodeConfig, *, transport: Any = None) -> AsyncIterat
     if not isinstance(config, NodeConfig):
         raise ConfigError(f"open_node needs a NodeConfig, got {type(config).__name__}")
     node = Node(config, transport=transport)
-    await node.open_storage()
+    node.open_storage()
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(node._run)

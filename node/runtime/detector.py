@@ -244,11 +244,17 @@ class PartitionDetector:
         # a healthy first picture (a cluster of one that knows no other members).
         self.check()
         task_status.started()
-        while True:
-            await trio.sleep(self.config.check_interval_s)
-            self.check()
+        try:
+            while True:
+                await trio.sleep(self.config.check_interval_s)
+                self.check()
+                if self.state_file is not None:
+                    await self.state_file.save(self.saved_state())
+        finally:
             if self.state_file is not None:
-                await self.state_file.save(self.saved_state())
+                # A clean stop saves the latest (a crash loses at most one interval).
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await self.state_file.save(self.saved_state())
 
     # --- degraded mode ------------------------------------------------------------------
 
