@@ -257,3 +257,32 @@ async def test_partition_status_lists_members_with_health_per_component(
             assert member["role"] == "member" and 0.0 <= member["health"] <= 1.0
             assert st["epoch"] == 0 and st["resolution"] is None
             assert st["since"].endswith("+00:00")
+
+
+async def test_default_settings_notice_a_cut_within_5s_and_decide_stable_after_later(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Virtual time, deterministic; tests/bench/bench_partition.py spreads the cut."""
+    net = SimNetwork()
+    with trio.fail_after(300):
+        async with cluster(net, list("abcde")) as nodes, no_split_brain(nodes):
+            await settled(nodes)
+            await trio.sleep(0.5)
+            cut = trio.current_time()
+            split(net, "abc", "de")
+            noticed = await wait_for(
+                lambda: all(status(n) != "healthy" for n in nodes.values()), step=0.01
+            )
+            assert noticed <= 5.0
+            await wait_for(
+                lambda: (
+                    all(status(nodes[x]) == "partitioned" for x in "abc")
+                    and all(status(nodes[x]) == "degraded" for x in "de")
+                ),
+                step=0.01,
+            )
+            decided = trio.current_time() - cut
+            stable_after = nodes["a"].config.stable_after_s
+            # the picture settles within a heartbeat of being noticed, then must
+            # stay the same for stable_after_s; checks run once a second
+            assert stable_after <= decided - noticed <= stable_after + 2.0
