@@ -243,6 +243,15 @@ class PartitionDetector:
         # Decide the starting role before anyone can publish: primary only for
         # a healthy first picture (a cluster of one that knows no other members).
         self.check()
+        tr = self.tracker
+        role = tr.role.value if tr.role is not None else "degraded"
+        log.log(
+            logging.INFO if role == "primary" else logging.WARNING,
+            "starting as %s: %s",
+            role,
+            tr.reason,
+        )
+        self.record("role_at_start", {"to": role, "reason": tr.reason})
         task_status.started()
         try:
             while True:
