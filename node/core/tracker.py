@@ -46,7 +46,7 @@ import attrs
 
 from node.core.hlc import Timestamp
 from node.core.partition import Decision, Strategy, Topology, decide, resolve
-from node.errors import ResolutionError
+from node.errors import InvalidMessageError, ResolutionError
 
 #: Down-all after unstable for stable_after plus this share of it...
 DOWN_ALL_SHARE = 0.75
@@ -133,11 +133,7 @@ class Resolution:
                 str(raw["origin"]),
                 str(raw.get("reason", "")),
             )
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"malformed resolution record: {exc}") from exc
-        except Exception as exc:  # InvalidMessageError from the timestamp
-            if isinstance(exc, ValueError):
-                raise
+        except (KeyError, TypeError, InvalidMessageError) as exc:
             raise ValueError(f"malformed resolution record: {exc}") from exc
 
 
