@@ -121,8 +121,8 @@ class Resolution:
         """From :meth:`to_dict` output (the journal); ValueError if malformed."""
         try:
             epoch = raw["epoch"]
-            if type(epoch) is not int or epoch < 0:
-                raise ValueError(f"epoch must be an int >= 0, got {epoch!r:.30}")
+            if type(epoch) is not int or epoch < 1:
+                raise ValueError(f"epoch must be an int >= 1, got {epoch!r:.30}")
             keep = tuple(str(k) for k in raw["keep"])
             return cls(
                 str(raw["decision_id"]),

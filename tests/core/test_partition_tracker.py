@@ -67,14 +67,59 @@ def test_cluster_of_one_starts_primary() -> None:
 def test_restart_with_unreachable_members_starts_degraded_and_stays_so_under_quorum() -> None:
     t = tracker("c")
     topo = seen_by("c", ["ab", "c"], "abc")
-    t.observe(topo, 0.0)
-    assert t.role is Role.DEGRADED
+    t.observe(topo, 2.0)
+    assert t.role is Role.DEGRADED and t.since == 2.0
     assert "known members unreachable" in (t.refusal() or "")
     assert t.state() == "unstable"
-    t.observe(topo, STABLE)
+    t.observe(topo, 2.0 + STABLE)
     assert t.state() == "degraded"
-    assert t.role is Role.DEGRADED
+    assert t.role is Role.DEGRADED and t.since == 2.0
     assert "no side reaches quorum" in t.reason
+
+
+def test_a_joiner_starts_degraded_even_when_alone_and_healthy() -> None:
+    t = tracker("b", founder=False)
+    t.observe(seen_by("b", ["b"], "b"), 1.0)
+    assert t.role is Role.DEGRADED and t.since == 1.0
+    assert t.reason == "starting: joining the cluster, awaiting a stable picture"
+    t.observe(seen_by("b", ["ab"], "ab"), 2.0)
+    changes = t.observe(seen_by("b", ["ab"], "ab"), 2.0 + STABLE)
+    assert t.role is Role.PRIMARY
+    assert ChangeKind.ROLE_CHANGED in kinds(changes)
+
+
+def test_a_picture_changing_from_the_start_downs_all() -> None:
+    t = tracker("a", founder=False)
+    pictures = [seen_by("a", g, "abc") for g in (["a", "b", "c"], ["ab", "c"], ["abc"])]
+    now = 0.0
+    while now < STABLE + DOWN_ALL:
+        t.observe(pictures[int(now) % 3], now)
+        assert not t.down_all
+        now += 1.0
+    assert ChangeKind.DOWN_ALL in kinds(t.observe(pictures[int(now) % 3], now))
+    assert t.decision is not None and not t.decision.awaiting_operator
+
+
+def test_decision_ids_are_remembered_boundedly_and_loaded_ones_are_known() -> None:
+    t = tracker("a", "manual")
+    res = Resolution("a-1", 1, ts(5), "op", ("a",), "a")
+    t.load(res, retired=True)
+    assert t.receive(res, 0.0)[0] == "duplicate"
+    for i in range(300):
+        t.receive(Resolution(f"x-{i}", 2 + i, ts(6 + i), "op", ("a",), "x"), 0.0)
+    assert len(t._seen) == 256
+    assert "x-299" in t._seen and "a-1" not in t._seen
+
+
+def test_a_decision_received_before_any_picture_waits_for_one_that_fits() -> None:
+    t = tracker("a", "manual")
+    res = Resolution("b-1", 1, ts(5, "b"), "op", ("a",), "b")
+    outcome, changes = t.receive(res, 0.0)
+    assert outcome == "recorded" and "(no picture yet)" in changes[0].reason
+    assert not t.latest_retired
+    changes = t.observe(seen_by("a", ["ab", "c"], "abc"), 1.0)
+    assert ChangeKind.RESOLUTION_APPLIED in kinds(changes)
+    assert t.role is Role.PRIMARY
 
 
 def test_split_3_2_decides_after_stable_after_exactly() -> None:
@@ -82,8 +127,9 @@ def test_split_3_2_decides_after_stable_after_exactly() -> None:
     nodes = {n: tracker(n) for n in members}
     for n, t in nodes.items():
         t.observe(seen_by(n, [members], members), 0.0)
-        t.observe(seen_by(n, [members], members), STABLE)
-        assert t.role is Role.PRIMARY
+        # a healthy cluster settling is not news: no decision, no heal reported
+        assert t.observe(seen_by(n, [members], members), STABLE) == []
+        assert t.role is Role.PRIMARY and t.settled
     split = ["abc", "de"]
     for n, t in nodes.items():
         assert ChangeKind.PICTURE_CHANGED in kinds(t.observe(seen_by(n, split, members), 10.0))
@@ -170,7 +216,7 @@ def test_flapping_makes_no_decision_then_downs_all_then_recovers() -> None:
     # stable again (healthy) for stable_after: primary, healed
     changes = t.observe(whole, 18.0 + STABLE)
     assert t.role is Role.PRIMARY and not t.down_all
-    assert ChangeKind.HEALED in kinds(changes)
+    assert ChangeKind.HEALED in kinds(changes) and ChangeKind.DECIDED in kinds(changes)
 
 
 def test_manual_waits_alarms_once_per_picture_and_resolves_with_epochs() -> None:
@@ -257,6 +303,7 @@ def test_observer_is_never_primary() -> None:
     t = tracker("o", observer=True)
     topo = analyze({"a": {"b"}, "b": {"a"}}, "ab")  # o is not a member
     t.observe(topo, 0.0)
+    assert t.reason == "observer: never primary"
     t.observe(topo, STABLE)
     assert t.role is Role.DEGRADED
     assert t.refusal() is not None and "observer" in t.refusal()  # type: ignore[operator]
@@ -267,8 +314,12 @@ def test_resolution_round_trips_through_a_dict() -> None:
     assert Resolution.from_dict(res.to_dict()) == res
     with pytest.raises(ValueError, match="malformed"):
         Resolution.from_dict({"epoch": 1})
-    with pytest.raises(ValueError, match="epoch"):
-        Resolution.from_dict({**res.to_dict(), "epoch": -1})
+    for bad in (0, -1, "1", True):
+        with pytest.raises(ValueError, match="epoch must be an int >= 1"):
+            Resolution.from_dict({**res.to_dict(), "epoch": bad})
+    assert Resolution.from_dict({**res.to_dict(), "epoch": 1}).epoch == 1
+    with pytest.raises(ValueError, match="malformed"):
+        Resolution.from_dict({**res.to_dict(), "hlc": [1, 2]})
 
 
 # --- properties ----------------------------------------------------------------------
