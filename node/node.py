@@ -198,6 +198,7 @@ class Node:
             "partition_status": self.partition_status(),
             "variety_pressure": self.variety_pressure(),
             "components": self.supervisor.status(),
+            "journal": self.journal.stats() if self.journal is not None else None,
         }
 
     # --- partitions and alarms ------------------------------------------------------
