@@ -380,14 +380,17 @@ class PartitionTracker:
         changes += self._accept(res, now)
         return res, changes
 
-    def receive(self, res: Resolution, now: float) -> tuple[str, list[Change]]:
-        """A decision from elsewhere (a peer, or the journal at start).
+    def receive(
+        self, res: Resolution, now: float, *, retired: bool = False
+    ) -> tuple[str, list[Change]]:
+        """A decision from a peer.
 
         Returns the outcome: ``duplicate`` (known already), ``stale`` (an
         older epoch than the newest known: it loses and is only recorded),
         ``applied`` (it fits the current picture and is now in force) or
-        ``recorded`` (newest known, but it does not fit here now, or the
-        cluster is healthy).
+        ``recorded`` (newest known, but it does not fit here now, the cluster
+        is healthy, or it is ``retired``: its partition is over, so it only
+        carries its epoch and is never applied, not even to a later partition).
         """
         if res.decision_id in self._seen:
             return "duplicate", []
@@ -401,12 +404,21 @@ class PartitionTracker:
                     res.to_dict(),
                 )
             ]
+        if retired:
+            self.latest, self.latest_retired = res, True
+            return "recorded", [
+                Change(
+                    ChangeKind.RESOLUTION_RECORDED,
+                    f"resolution epoch {res.epoch} by {res.operator} recorded (retired)",
+                    res.to_dict(),
+                )
+            ]
         changes = self._accept(res, now)
         applied = any(c.kind is ChangeKind.RESOLUTION_APPLIED for c in changes)
         return ("applied" if applied else "recorded"), changes
 
     def load(self, res: Resolution, *, retired: bool) -> None:
-        """The newest decision from the journal, before the first observation."""
+        """The newest decision from the state file, before the first observation."""
         self._remember(res.decision_id)
         if self.latest is None or res.key() >= self.latest.key():
             self.latest = res

@@ -293,6 +293,8 @@ class Resolve:
     """An operator's partition decision: the side holding ``keep`` continues.
 
     ``epoch`` orders decisions (higher wins; equal epochs by ``hlc``).
+    ``retired``: the partition it was made for is over; it is passed on for
+    its epoch only and never applied.
     """
 
     KIND: ClassVar[Kind] = Kind.RESOLVE
@@ -302,6 +304,7 @@ class Resolve:
     reason: str
     hlc: Timestamp
     epoch: int = 1
+    retired: bool = False
 
     def to_wire(self) -> list[Any]:
         return [
@@ -311,11 +314,14 @@ class Resolve:
             self.reason,
             self.hlc.to_wire(),
             self.epoch,
+            self.retired,
         ]
 
     @classmethod
     def from_wire(cls, raw: list[Any]) -> Resolve:
-        decision_id, keep, operator, reason, hlc, epoch = _fields(raw, 6, cls.KIND)
+        decision_id, keep, operator, reason, hlc, epoch, retired = _fields(raw, 7, cls.KIND)
+        if type(retired) is not bool:
+            raise InvalidMessageError("RESOLVE retired must be true or false")
         return cls(
             _decision_id(decision_id),
             _names(keep, "RESOLVE keep"),
@@ -323,6 +329,7 @@ class Resolve:
             _text(reason, "RESOLVE reason"),
             Timestamp.from_wire(hlc),
             _int(epoch, "RESOLVE epoch", 1, 2**53),
+            retired,
         )
 
 

@@ -374,7 +374,7 @@ class PartitionDetector:
             msg.decision_id, msg.epoch, msg.hlc, msg.operator, tuple(msg.keep), msg.hlc.node
         )
         self.check()
-        outcome, changes = self.tracker.receive(res, trio.current_time())
+        outcome, changes = self.tracker.receive(res, trio.current_time(), retired=msg.retired)
         if outcome == "duplicate":
             return
         self.record("resolution_received", {"from": name, "outcome": outcome, **res.to_dict()})
@@ -383,7 +383,7 @@ class PartitionDetector:
         latest = self.tracker.latest
         if outcome == "stale" and latest is not None:
             # It holds an older decision: send it ours, so both agree on the newest.
-            self.bridge.send_control(name, _to_wire(latest))
+            self.bridge.send_control(name, _to_wire(latest, self.tracker.latest_retired))
         elif outcome in ("applied", "recorded"):
             # Pass news on: a node that hears us but not the decider learns it too.
             for peer in list(self.bridge.peers):
@@ -398,7 +398,7 @@ class PartitionDetector:
         self.record(kind, {"peer": name, "address": peer.address if peer else ""})
         latest = self.tracker.latest
         if up and latest is not None:
-            self.bridge.send_control(name, _to_wire(latest))
+            self.bridge.send_control(name, _to_wire(latest, self.tracker.latest_retired))
         if self._chained_peer_change is not None:
             self._chained_peer_change(name, up)
 
@@ -482,9 +482,11 @@ class PartitionDetector:
                 self.bridge.discovered(info["address"])
 
 
-def _to_wire(res: Resolution) -> Resolve:
+def _to_wire(res: Resolution, retired: bool = False) -> Resolve:
     reason = res.reason or f"keep the side of {', '.join(res.keep)}"
-    return Resolve(res.decision_id, res.keep, res.operator[:255], reason[:1000], res.hlc, res.epoch)
+    return Resolve(
+        res.decision_id, res.keep, res.operator[:255], reason[:1000], res.hlc, res.epoch, retired
+    )
 
 
 def _decision(dec: Decision) -> dict[str, Any]:

@@ -462,3 +462,15 @@ class TrackerMachine(RuleBasedStateMachine):
 
 TrackerMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 test_tracker_machine = TrackerMachine.TestCase
+
+
+def test_a_retired_decision_carries_its_epoch_but_is_never_applied() -> None:
+    t = tracker("a", "manual")
+    split = seen_by("a", ["ab", "c"], "abc")
+    t.observe(split, 0.0)
+    t.observe(split, STABLE)
+    old = Resolution("b-1", 4, ts(5, "b"), "op", ("a",), "b")
+    outcome, _ = t.receive(old, 10.0, retired=True)
+    assert outcome == "recorded" and t.latest == old and t.latest_retired
+    assert t.in_force is None and t.state() == "awaiting_operator"
+    assert t.next_epoch() == 5

@@ -29,7 +29,7 @@ def test_epoch_round_trips_and_is_checked() -> None:
     assert roundtrip(msg).epoch == 2**40
     for bad in (0, -1, "1", 1.5):
         with pytest.raises(InvalidMessageError, match="RESOLVE epoch"):
-            Resolve.from_wire(["a-1", ["a"], "op", "", [5, 0, "a"], bad])
+            Resolve.from_wire(["a-1", ["a"], "op", "", [5, 0, "a"], bad, False])
 
 
 @pytest.mark.parametrize("bad", ["", "x" * (MAX_DECISION_ID + 1), 5, None])
@@ -37,9 +37,16 @@ def test_bad_decision_id_is_refused_with_its_own_rule(bad: object) -> None:
     with pytest.raises(
         InvalidMessageError, match=f"decision_id must be a string of 1..{MAX_DECISION_ID}"
     ):
-        Resolve.from_wire([bad, ["a"], "op", "", [5, 0, "a"], 1])
+        Resolve.from_wire([bad, ["a"], "op", "", [5, 0, "a"], 1, False])
 
 
-def test_resolve_needs_six_fields() -> None:
-    with pytest.raises(InvalidMessageError, match="RESOLVE needs 6 fields"):
-        Resolve.from_wire(["a-1", ["a"], "op", "", [5, 0, "a"]])
+def test_resolve_needs_seven_fields() -> None:
+    with pytest.raises(InvalidMessageError, match="RESOLVE needs 7 fields"):
+        Resolve.from_wire(["a-1", ["a"], "op", "", [5, 0, "a"], 1])
+
+
+def test_retired_flag_round_trips_and_is_checked() -> None:
+    msg = Resolve("a-1", ("a",), "op", "", Timestamp(5, 0, "a"), 2, retired=True)
+    assert roundtrip(msg).retired is True
+    with pytest.raises(InvalidMessageError, match="RESOLVE retired must be true or false"):
+        Resolve.from_wire(["a-1", ["a"], "op", "", [5, 0, "a"], 1, 1])
