@@ -55,6 +55,7 @@ def summary(node: Node) -> dict[str, Any]:
             for name, st in node.bridge.peer_states().items()
         },
         "partition": part["status"],
+        "role": part.get("role"),  # issue 10: primary | degraded
         "pressure": node.variety_pressure()["overall"],
     }
 
