@@ -307,7 +307,8 @@ class PartitionDetector:
             "stable_for_s": round(trio.current_time() - tr.changed_at, 3),
             "degraded": role == Role.DEGRADED.value,
             "decision": None,
-            "survivors": sorted(tr.survivors),
+            # who continues, by this node's decision (for a primary: its membership)
+            "survivors": sorted(dec.survivors if dec is not None else tr.survivors),
             "role": role,
             "since": _iso(self.wall(tr.since)),
             "reason": tr.reason,

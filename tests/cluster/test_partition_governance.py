@@ -294,3 +294,27 @@ async def test_default_settings_notice_a_cut_within_5s_and_decide_stable_after_l
             # the picture settles within a heartbeat of being noticed, then must
             # stay the same for stable_after_s; checks run once a second
             assert stable_after <= decided - noticed <= stable_after + 2.0
+
+
+async def test_a_resolution_is_relayed_to_nodes_that_cannot_hear_its_maker(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    net = SimNetwork()
+    with trio.fail_after(300):
+        async with (
+            cluster(net, list("abc"), strategy="manual", **FAST) as nodes,
+            no_split_brain(nodes),
+        ):
+            await settled(nodes)
+            net.cut("a", "c")  # b still hears both
+            await wait_for(
+                lambda: all(status(n) == "awaiting_operator" for n in nodes.values()),
+                limit=60,
+            )
+            st = await nodes["a"].resolve_partition(keep=["b"], operator="alice@host")
+            assert st["survivors"] == ["b"] and st["role"] == "degraded"
+            # c learns it from b, not from a
+            await wait_for(lambda: nodes["c"].partition_status()["epoch"] == 1)
+            assert status(nodes["c"]) == "degraded"
+            assert nodes["c"].detector.resolutions[-1]["operator"] == "alice@host via b"
+            assert role(nodes["b"]) == "primary"

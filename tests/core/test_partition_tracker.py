@@ -148,6 +148,8 @@ def test_split_3_2_decides_after_stable_after_exactly() -> None:
             assert t.role is Role.DEGRADED and t.state() == "degraded"
             assert t.since == 10.0 + STABLE
             assert ChangeKind.ROLE_CHANGED in kinds(changes)
+        # decided once: the same picture later changes nothing
+        assert t.observe(seen_by(n, split, members), 11.0 + STABLE) == []
     # heal: back to primary only once healthy for stable_after
     for n, t in nodes.items():
         t.observe(seen_by(n, [members], members), 20.0)
