@@ -142,11 +142,17 @@ class Journal:
                 return
             try:
                 await trio.to_thread.run_sync(self._write, rows)
-            except sqlite3.Error as exc:
+            except BaseException as exc:
+                # Not written (a cancel reaches to_thread only before the thread
+                # starts): keep them for the next attempt, bounded like any backlog.
+                self._pending[:0] = rows
+                overflow = max(len(self._pending) - MAX_PENDING, 0)
+                del self._pending[:overflow]
+                self.dropped += overflow
+                if not isinstance(exc, sqlite3.Error):
+                    raise
                 self.failures += 1
                 self.last_error = str(exc)
-                # Keep them for the next attempt (bounded like any backlog).
-                self._pending[:0] = rows[-MAX_PENDING:]
                 log.error("journal %s: write failed: %s", self.path, exc)
 
     def _write(self, rows: list[tuple[float, str, str, str, str]]) -> None:

@@ -203,3 +203,61 @@ class JournalMachine(RuleBasedStateMachine):
 
 JournalMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=25, deadline=None)
 test_journal_machine = JournalMachine.TestCase
+
+
+def test_retention_also_runs_while_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal_mod, "_PRUNE_EVERY", 5)
+    j = open_journal(tmp_path / "nested" / "dirs", retention_rows=10)  # created as needed
+    for i in range(30):
+        j.record("k", {"i": i})
+        if i % 5 == 4:
+            run(j.flush)
+    rows = run(j.history, 100)
+    assert [r["data"]["i"] for r in rows] == list(range(29, 19, -1))
+
+
+def test_a_failed_transaction_is_rolled_back(tmp_path: Path) -> None:
+    j = open_journal(tmp_path)
+    with pytest.raises(sqlite3.IntegrityError):
+        j._write([(None, "", "a", "bad", "{}")])  # type: ignore[list-item]
+    j.record("good", {})
+    assert [r["kind"] for r in run(j.history, 10)] == ["good"]
+
+
+def test_run_flushes_periodically_and_once_more_when_cancelled(tmp_path: Path) -> None:
+    j = open_journal(tmp_path, flush_interval_s=0.01)
+
+    async def main() -> None:
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(j.run)
+                j.record("first", {})
+                while j.written == 0:  # noqa: ASYNC110 - the writer runs on its own
+                    await trio.sleep(0.01)
+                j.record("last", {})
+                nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert j.written == 2 and j.pending == 0
+
+
+def test_state_file_is_written_only_when_it_changed_and_failures_are_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sf = StateFile(tmp_path / "deeper" / "state.json")
+    sf.check_writable()  # creates the directory
+    writes: list[str] = []
+    real = sf._replace
+    monkeypatch.setattr(sf, "_replace", lambda text: (writes.append(text), real(text)))
+    assert run(sf.save, {"a": 1}) and run(sf.save, {"a": 1})
+    assert len(writes) == 1
+    assert run(sf.save, {"a": 2}) and len(writes) == 2
+    loaded = StateFile(tmp_path / "deeper" / "state.json")
+    assert loaded.load() == {"a": 2}
+    monkeypatch.setattr(loaded, "_replace", lambda text: writes.append(text))
+    assert run(loaded.save, {"a": 2}) and len(writes) == 2  # known since load()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    broken = StateFile(blocker / "state.json")
+    assert run(broken.save, {"a": 3}) is False and broken.failures == 1
+    assert run(broken.save, {"a": 3}) is False and broken.failures == 2  # not remembered
