@@ -295,7 +295,8 @@ class Node:
     def _journal_algedonic(self, event: Event) -> None:
         kind = "algedonic_sent" if event.source == self.name else "algedonic_received"
         self.detector.record(
-            kind, {"type": event.type, "source": event.source, "hlc": str(event.hlc), **event.data}
+            kind,
+            {"type": event.type, "source": event.source, "hlc": str(event.hlc), "data": event.data},
         )
 
     # --- discovery --------------------------------------------------------------------

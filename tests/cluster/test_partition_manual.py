@@ -232,7 +232,7 @@ async def test_journal_records_the_partition_lifecycle(
                 : len(only)
             ]
             heard = await nodes["a"].history(200, ["algedonic_received"])
-            assert any(r["data"].get("why") == "cut off" for r in heard)
+            assert any(r["data"]["data"] == {"why": "cut off"} for r in heard)
 
 
 async def test_corrupt_journal_refuses_to_start_unless_no_journal(
