@@ -65,7 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     node.add_argument("--role", choices=["member", "observer"])
     node.add_argument("--discovery", choices=["static", "gossip", "dns"])
-    node.add_argument("--data-dir", metavar="PATH")
+    node.add_argument(
+        "--data-dir",
+        metavar="PATH",
+        help="membership, decisions and the journal (default for --daemon: "
+        "$XDG_STATE_HOME/vsm-console/<cluster>/<name>)",
+    )
+    node.add_argument(
+        "--no-journal",
+        action="store_true",
+        help="run without the audit journal (e.g. when it is corrupt or unwritable)",
+    )
     node.add_argument("--log-level", choices=["debug", "info", "warning", "error", "critical"])
     ops = parser.add_argument_group("daemon")
     ops.add_argument(
@@ -111,6 +121,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "quorum_size": args.quorum_size,
         "log_format": args.log_format,
     }
+    if getattr(args, "no_journal", False):
+        out["journal"] = False
     if args.seeds:
         out["seeds"] = [s.strip() for s in args.seeds.split(",") if s.strip()]
     return {k: v for k, v in out.items() if v is not None}

@@ -25,7 +25,7 @@ from typing import Any
 import trio
 
 from console.paths import default_control_path
-from node.config import NodeConfig
+from node.config import NodeConfig, default_data_dir
 from node.errors import (
     BackpressureTimeout,
     ConfigError,
@@ -124,6 +124,7 @@ def summary(node: Node) -> dict[str, Any]:
             for name, st in node.bridge.peer_states().items()
         },
         "partition": part["status"],
+        "role": part.get("role"),  # primary | degraded
         "pressure": node.variety_pressure()["overall"],
     }
 
@@ -175,10 +176,11 @@ async def _serve(
             where.append(f"metrics http://{address}/metrics")
         nursery.start_soon(_report, node)
         log.info(
-            "node %s of cluster %s listening on %s (strategy %s, seeds %s)%s",
+            "node %s of cluster %s listening on %s (%s, strategy %s, seeds %s)%s",
             node.name,
             config.cluster,
             node.address,
+            node.partition_status().get("role", "?"),
             config.strategy,
             ", ".join(config.seeds) or "none",
             "; " + "; ".join(where) if where else "",
@@ -223,6 +225,8 @@ async def _report(node: Node) -> None:
 def main(config: NodeConfig, *, control: str | bool | None = True) -> int:
     """Run the daemon; ``control`` True: the configured or default socket; False: none."""
     setup_logging(config.log_level, node=config.name, fmt=config.log_format)
+    if config.data_dir is None:  # a daemon remembers its cluster across restarts
+        config = config.evolve(data_dir=default_data_dir(config.cluster, config.name))
     path = control_path(config) if control is True else (control or None)
     try:
         return trio.run(run_daemon, config, path)

@@ -61,6 +61,8 @@ DEFAULT_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_WRITE_TIMEOUT_S = 5.0
 DEFAULT_RECONNECT_BASE_S = 0.1
 DEFAULT_RECONNECT_MAX_S = 5.0
+DEFAULT_JOURNAL_RETENTION_DAYS = 30.0
+DEFAULT_JOURNAL_RETENTION_ROWS = 100_000
 
 STRATEGIES: Final = ("static_quorum", "dynamic_weights", "vsm_health", "manual")
 ROLES: Final = ("member", "observer")
@@ -207,6 +209,23 @@ def _number(
     if value < minimum or (exclusive and value == minimum) or value >= maximum:
         _invalid(field, expected, value)
     return value
+
+
+def _optional_real(field: str, value: object) -> None:
+    if value is not None:
+        _number(field, value, minimum=0.0, exclusive=False)
+
+
+def _flag(field: str, value: object) -> None:
+    if type(value) is not bool:
+        _invalid(field, "true or false", value)
+
+
+def default_data_dir(cluster: str, name: str, env: Mapping[str, str] | None = None) -> str:
+    """``$XDG_STATE_HOME/vsm-console/<cluster>/<name>`` (default ~/.local/state/...)."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "vsm-console", cluster, name)
 
 
 def _integer(field: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
@@ -473,6 +492,13 @@ class NodeConfig:
     metrics_listen: str | None = _address_field(None, dial=False)
     log_level: str = _choice(DEFAULT_LOG_LEVEL, LOG_LEVELS, lower=True)
     log_format: str = _choice(DEFAULT_LOG_FORMAT, LOG_FORMATS, lower=True)
+    # Partitions and the journal None: 3/4 of stable_after_s, at least 4 s.
+    down_all_when_unstable_s: float | None = attrs.field(
+        default=None, converter=_as_float, validator=lambda _, a, v: _optional_real(a.name, v)
+    )
+    journal: bool = attrs.field(default=True, validator=lambda _, a, v: _flag(a.name, v))
+    journal_retention_days: float = _real(DEFAULT_JOURNAL_RETENTION_DAYS)
+    journal_retention_rows: int = _count(DEFAULT_JOURNAL_RETENTION_ROWS, minimum=1)
 
     def __attrs_post_init__(self) -> None:
         # Checks that need no other field run as attrs validators; these span fields

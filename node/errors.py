@@ -145,6 +145,27 @@ class ResolutionError(VsmError, ValueError):
     """An operator's resolution cannot be applied (e.g. names nodes of two sides)."""
 
 
+class DegradedError(VsmError):
+    """This node is outside the surviving side: it may not originate governance.
+
+    ``channel`` is the refused channel's name, ``since`` the wall time (epoch
+    seconds) the node became degraded, ``reason`` why.
+    """
+
+    def __init__(self, message: str, *, channel: str, since: float, reason: str) -> None:
+        super().__init__(message)
+        self.channel = channel
+        self.since = since
+        self.reason = reason
+
+
+# --- persistence -----------------------------------------------------------------
+
+
+class JournalError(VsmError):
+    """The journal or state file in data_dir is corrupt, unreadable or unwritable."""
+
+
 # --- supervision ---------------------------------------------------------------
 
 

@@ -8,10 +8,13 @@ async with open_node(NodeConfig(name="a", cookie="s3cret")) as n:
 
 from __future__ import annotations
 
+import getpass
 import logging
 import secrets
+import socket
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -25,6 +28,7 @@ from node.core.wire import Algedonic, AlgedonicAck
 from node.errors import (
     ConfigError,
     InvalidEventError,
+    JournalError,
     ListenError,
     ProtocolError,
 )
@@ -32,6 +36,7 @@ from node.runtime.algedonic import AlgedonicBroadcast
 from node.runtime.bridge import ClusterBridge
 from node.runtime.detector import PartitionDetector
 from node.runtime.discovery import DEFAULT_GOSSIP_GROUP, DEFAULT_GOSSIP_PORT, make_discovery
+from node.runtime.journal import JOURNAL_FILE, STATE_FILE, Journal, StateFile
 from node.runtime.supervisor import Component, Supervisor
 from node.runtime.transport import make_transport
 from node.telemetry import (
@@ -94,6 +99,17 @@ class Node:
         )
         # broadcast_latency and confirmation feed node.telemetry (and so /metrics)
         self.algedonic.telemetry.append(self.telemetry.emit)
+        # Collaborators are wired at construction and data flows one way: the
+        # detector and the algedonic broadcast read the bridge through a
+        # callable; the bridge gets their handlers and callbacks here.
+        self.detector = PartitionDetector(
+            config,
+            lambda: self.bridge,
+            health=self._health_figures,  # heartbeats carry numbers only
+            alarm=self.algedonic.partition_alarm,  # a confirmed scream
+            stamp=self.hlc.now,
+            announce=lambda kind, data: self.publish(kind, data),
+        )
         self.bridge = ClusterBridge(
             config,
             transport=self.transport,
@@ -101,27 +117,26 @@ class Node:
             variety=self.variety,
             deliver=self._dispatch,
             incarnation=self.incarnation,
-            on_peer_change=self._on_peer_change,
-            on_breaker=self._on_breaker,
+            heartbeat_factory=self.detector.make_heartbeat,
             handlers={
+                **self.detector.handlers(),
                 Algedonic: self.algedonic.on_signal,
                 AlgedonicAck: self.algedonic.on_ack,
             },
+            on_peer_change=self._on_peer_change,
+            on_breaker=self._on_breaker,
             signal_session=self.algedonic.serve_signal_connection,
         )
-        self.detector = PartitionDetector(
-            config,
-            self.bridge,
-            health=self._health_figures,  # HOOK(issue 9): heartbeats carry numbers only
-            alarm=self.algedonic.partition_alarm,  # HOOK(issue 9): a confirmed scream
-            stamp=self.hlc.now,
-        )
+        # Persistence in data_dir (issue 10): opened by open_node, see open_storage().
+        self.journal: Journal | None = None
+        self.subscribe(Channel.ALGEDONIC, self._journal_algedonic)
         self.discovery: Any = None
         self._discovery_options = self._check_discovery()
         # rest_for_one order: a crash restarts that component and all after it.
         # The algedonic datagram socket takes the bridge's port: it comes after.
         self.supervisor = Supervisor(
             [
+                Component("journal", self._run_journal),
                 Component("partition_detector", self.detector.run),
                 Component("variety", self.bridge.replication.run_variety),
                 Component("algedonic", self.algedonic.run),
@@ -185,6 +200,9 @@ class Node:
         except ProtocolError as exc:
             raise InvalidEventError(str(exc)) from None
         event = Event(event_type, channel, dict(payload), self.name, self.hlc.now())
+        if channel is Channel.S3_CONTROL or channel is Channel.S5_POLICY:
+            # governance is never originated outside the surviving side (DegradedError)
+            self.detector.check_may_originate(channel)
         self._dispatch(event)
         self.bridge.replication.replicate(event)
         return event
@@ -276,7 +294,7 @@ class Node:
         report = {k: round(v, 4) for k, v in systems.items()}
         report["connectivity"] = round(connectivity, 4)
         report["overall"] = round(min(connectivity, mean), 4)
-        return {**report, "algedonic": self.algedonic.stats()}  # HOOK(issue 9)
+        return {**report, "algedonic": self.algedonic.stats()}
 
     def _health_figures(self) -> dict[str, float]:
         """health_report() without the nested sections: what heartbeats carry."""
@@ -293,6 +311,7 @@ class Node:
             "partition_status": self.partition_status(),
             "variety_pressure": self.variety_pressure(),
             "components": self.supervisor.status(),
+            "journal": self.journal.stats() if self.journal is not None else None,
         }
 
     # --- partitions and alarms ------------------------------------------------------
@@ -307,15 +326,17 @@ class Node:
         return self.detector.check()
 
     async def resolve_partition(
-        self, keep: Collection[str], operator: str = "operator"
+        self, keep: Collection[str], operator: str | None = None
     ) -> dict[str, Any]:
         """An operator's decision: the side holding ``keep`` continues.
 
-        ResolutionError if the cluster is healthy or ``keep`` does not name
-        nodes of exactly one side.
+        ``operator`` defaults to ``user@host``. The decision gets the next
+        epoch, is applied here at once, journaled, and replicated to every
+        other node as it becomes reachable. ResolutionError if the cluster is
+        healthy or ``keep`` does not name nodes of exactly one side.
         """
         await trio.lowlevel.checkpoint()
-        self.detector.resolve(keep, operator)
+        self.detector.resolve(keep, operator or _operator())
         return self.detector.status()
 
     async def algedonic_scream(self, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -327,6 +348,73 @@ class Node:
         "attempts"}``; never waits longer than the retries allow (under 0.4 s).
         """
         return await self.algedonic.scream(data)
+
+    # --- persistence and the journal (issue 10) --------------------------------------
+
+    def open_storage(self) -> None:
+        """Open data_dir: reload membership and the newest decision, open the journal.
+
+        JournalError (naming the path) if the state file or the journal is
+        corrupt or unwritable; the journal is skipped only with ``journal=False``
+        (``--no-journal``). Without a data_dir nothing is persisted. Runs once,
+        before any task of the node: blocking file I/O of a few milliseconds
+        (later writes go through worker threads).
+        """
+        cfg = self.config
+        if cfg.data_dir is None:
+            log.info("no data_dir: membership, decisions and the journal are not persisted")
+            return
+        state_file = StateFile(Path(cfg.data_dir) / STATE_FILE)
+        state_file.check_writable()
+        self.detector.load_state(state_file.load())
+        self.detector.state_file = state_file
+        if not cfg.journal:
+            log.warning("journal disabled (--no-journal): nothing is audited")
+            return
+        self.journal = Journal.open(
+            Path(cfg.data_dir) / JOURNAL_FILE,
+            node=self.name,
+            retention_days=cfg.journal_retention_days,
+            retention_rows=cfg.journal_retention_rows,
+        )
+        self.detector.journal = self.journal
+        self.journal.record("node_started", {"address": cfg.advertise_address}, hlc=self.hlc.now())
+
+    async def history(
+        self, limit: int = 100, kinds: Collection[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` journal rows (only ``kinds`` if given), newest first.
+
+        JournalError if this node keeps no journal (no data_dir, or --no-journal).
+        """
+        if self.journal is None:
+            why = "no data_dir" if self.config.data_dir is None else "--no-journal"
+            raise JournalError(f"this node keeps no journal ({why})")
+        return await self.journal.history(limit, kinds)
+
+    async def _run_journal(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        if self.journal is None:
+            task_status.started()
+            await trio.sleep_forever()
+        await self.journal.run(task_status=task_status)
+
+    def _journal_breaker(self, name: str, transition: Any) -> None:
+        self.detector.record(
+            "breaker",
+            {
+                "peer": name,
+                "from": str(transition.from_state),
+                "to": str(transition.to_state),
+                "reason": transition.reason,
+            },
+        )
+
+    def _journal_algedonic(self, event: Event) -> None:
+        kind = "algedonic_sent" if event.source == self.name else "algedonic_received"
+        self.detector.record(
+            kind,
+            {"type": event.type, "source": event.source, "hlc": str(event.hlc), "data": event.data},
+        )
 
     # --- discovery --------------------------------------------------------------------
 
@@ -371,10 +459,12 @@ class Node:
     # --- telemetry (issue 11) -------------------------------------------------------------
 
     def _on_peer_change(self, peer: str, connected: bool) -> None:
+        self.detector.on_peer_change(peer, connected)  # journal; our decision to a newcomer
         name = NODE_CONNECTED if connected else NODE_DISCONNECTED
         self.telemetry.emit(name, {"count": 1}, {"node": self.name, "peer": peer})
 
     def _on_breaker(self, peer: str, transition: Any) -> None:
+        self._journal_breaker(peer, transition)
         name = BREAKER_EVENTS.get(str(transition.to_state))
         if name is not None:
             meta = {
@@ -395,6 +485,15 @@ class Node:
 
     async def _run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await self.supervisor.run(task_status=task_status)
+
+
+def _operator() -> str:
+    """``user@host`` of whoever runs this process: the default operator name."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "operator"
+    return f"{user}@{socket.gethostname()}"
 
 
 def _sim_gossip_socket(open_datagram: Any, opts: dict[str, Any]) -> Any:
@@ -420,6 +519,7 @@ async def open_node(config: NodeConfig, *, transport: Any = None) -> AsyncIterat
     if not isinstance(config, NodeConfig):
         raise ConfigError(f"open_node needs a NodeConfig, got {type(config).__name__}")
     node = Node(config, transport=transport)
+    node.open_storage()
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(node._run)
@@ -434,6 +534,9 @@ async def open_node(config: NodeConfig, *, transport: Any = None) -> AsyncIterat
         if len(leaves) == 1:
             raise leaves[0] from leaves[0].__cause__
         raise
+    finally:
+        if node.journal is not None:
+            node.journal.close()
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

@@ -363,7 +363,12 @@ class AlgedonicAck:
 
 @attrs.frozen
 class Resolve:
-    """An operator's partition decision: the side holding ``keep`` continues."""
+    """An operator's partition decision: the side holding ``keep`` continues.
+
+    ``epoch`` orders decisions (higher wins; equal epochs by ``hlc``).
+    ``retired``: the partition it was made for is over; it is passed on for
+    its epoch only and never applied.
+    """
 
     KIND: ClassVar[Kind] = Kind.RESOLVE
     decision_id: str
@@ -371,20 +376,47 @@ class Resolve:
     operator: str
     reason: str
     hlc: Timestamp
+    epoch: int = 1
+    retired: bool = False
 
     def to_wire(self) -> list[Any]:
-        return [self.decision_id, list(self.keep), self.operator, self.reason, self.hlc.to_wire()]
+        return [
+            self.decision_id,
+            list(self.keep),
+            self.operator,
+            self.reason,
+            self.hlc.to_wire(),
+            self.epoch,
+            self.retired,
+        ]
 
     @classmethod
     def from_wire(cls, raw: list[Any]) -> Resolve:
-        decision_id, keep, operator, reason, hlc = _fields(raw, 5, cls.KIND)
+        decision_id, keep, operator, reason, hlc, epoch, retired = _fields(raw, 7, cls.KIND)
+        if type(retired) is not bool:
+            raise InvalidMessageError("RESOLVE retired must be true or false")
         return cls(
-            _name(decision_id, "RESOLVE decision_id"),
+            _decision_id(decision_id),
             _names(keep, "RESOLVE keep"),
             _name(operator, "RESOLVE operator"),
             _text(reason, "RESOLVE reason"),
             Timestamp.from_wire(hlc),
+            _int(epoch, "RESOLVE epoch", 1, 2**53),
+            retired,
         )
+
+
+#: A decision id is the deciding node's name, "-" and a random suffix, so it
+#: may be longer than a node name: its own rule, not the name rule.
+MAX_DECISION_ID = MAX_NODE_NAME + 1 + 64
+
+
+def _decision_id(value: object) -> str:
+    if type(value) is not str or not 0 < len(value) <= MAX_DECISION_ID:
+        raise InvalidMessageError(
+            f"RESOLVE decision_id must be a string of 1..{MAX_DECISION_ID} chars"
+        )
+    return value
 
 
 @attrs.frozen

@@ -22,7 +22,6 @@ the daemon can refuse to start with one line when the path is taken.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import logging
 import os
@@ -37,6 +36,9 @@ import trio
 from node.errors import ListenError, NotBuiltError, ResolutionError, VsmError
 
 log = logging.getLogger("vsm.control")
+
+#: The most journal rows one ``history`` request returns.
+MAX_HISTORY = 10_000
 
 #: A request line longer than this is refused (the connection stays usable).
 DEFAULT_MAX_LINE: Final = 64 * 1024
@@ -352,14 +354,14 @@ class ControlServer:
 
     async def _history(self, args: Mapping[str, Any]) -> Any:
         _allowed("history", args, {"limit", "kind"})
-        history = getattr(self.node, "history", None)
-        if history is None:
-            raise NotBuiltError("the partition history (journal) is not built yet")
-        kwargs = {k: v for k, v in args.items() if v is not None}
-        result = history(**kwargs)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
+        limit = args.get("limit", 50)
+        if type(limit) is not int or not 1 <= limit <= MAX_HISTORY:
+            raise ControlRequestError(f"history 'limit' must be an integer in 1..{MAX_HISTORY}")
+        kind = args.get("kind")
+        if kind is not None and not isinstance(kind, str):
+            raise ControlRequestError("history 'kind' must be a string")
+        rows = await self.node.history(limit, [kind] if kind else None)
+        return {"rows": rows}
 
 
 def _parse(line: bytes, max_line: int) -> tuple[str, Mapping[str, Any]]:

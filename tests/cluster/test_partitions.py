@@ -26,7 +26,8 @@ async def test_healthy_full_mesh(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(120):
         async with cluster(net, ["a", "b", "c"], **FAST) as nodes:
             await wait_for(lambda: full_mesh(nodes))
-            await trio.sleep(5)
+            # a picture, healthy or not, is decided once stable for stable_after_s
+            await trio.sleep(3 + 3)
             for node in nodes.values():
                 status = await node.check_partitions()
                 assert status["status"] == "healthy"

@@ -209,8 +209,11 @@ def test_three_daemons_driven_by_ctl(tmp_path: Path, daemons: list[Daemon]) -> N
     assert scream["directive"] == "immediate_intervention_required"
     code, _, err = ask(tmp_path, "a", "scream", "--type", "pain", "--severity", "11")
     assert code == 1 and "severity" in err
-    code, _, err = ask(tmp_path, "a", "history", "--limit", "5")
-    assert code == 1 and "not built yet" in err
+    rows = ask_json(tmp_path, "a", "history", "--limit", "50")["rows"]
+    kinds = {r["kind"] for r in rows}
+    assert {"peer_joined", "algedonic_sent"} <= kinds, kinds
+    code, out, _ = ask(tmp_path, "a", "history", "--kind", "peer_joined")
+    assert code == 0 and "peer_joined" in out
     code, _, err = ask(tmp_path, "a", "publish", "")
     assert code == 1 and "event type must be" in err
     code, out, _ = ask(tmp_path, "a", "watch", "--interval", "0.05", "--count", "3")

@@ -73,7 +73,9 @@ def error_of(reply: dict[str, Any]) -> tuple[str, str]:
         ({"cmd": "resolve", "args": {"keep": ["a"]}}, "refused", "cluster is healthy"),
         ({"cmd": "scream", "args": {"type": "pain", "severity": 11}}, "refused", "severity"),
         ({"cmd": "scream", "args": {"colour": "red"}}, "bad_request", "unknown argument"),
-        ({"cmd": "history", "args": {}}, "not_built", "history (journal) is not built yet"),
+        ({"cmd": "history", "args": {}}, "refused", "keeps no journal (no data_dir)"),
+        ({"cmd": "history", "args": {"limit": 0}}, "bad_request", "'limit'"),
+        ({"cmd": "history", "args": {"kind": 3}}, "bad_request", "'kind'"),
     ],
 )
 async def test_error_replies(request_: Any, kind: str, words: str) -> None:
@@ -118,18 +120,15 @@ async def test_publish_count_goes_through_the_node() -> None:
         assert got and all(e.data == {"n": 1} and e.source == "a" for e in got)
 
 
-async def test_history_uses_the_node_when_it_has_one() -> None:
-    async with one_node() as node:
-        calls: list[dict[str, Any]] = []
-
-        async def history(**kwargs: Any) -> list[dict[str, Any]]:
-            calls.append(kwargs)
-            return [{"kind": "decision"}]
-
-        node.history = history  # type: ignore[attr-defined]  # as issue 10 will add
-        reply = await ask(server := ControlServer(node), {"cmd": "history", "args": {"limit": 5}})
-        assert reply == {"ok": True, "result": [{"kind": "decision"}]}
-        assert calls == [{"limit": 5}]
+async def test_history_reads_the_journal(tmp_path: Path) -> None:
+    async with cluster(SimNetwork(), ["a"], data_dir=str(tmp_path)) as nodes:
+        server = ControlServer(nodes["a"])
+        reply = await ask(server, {"cmd": "history", "args": {"limit": 5}})
+        assert reply["ok"], reply
+        rows = reply["result"]["rows"]
+        assert 1 <= len(rows) <= 5 and "role_at_start" in {r["kind"] for r in rows}
+        reply = await ask(server, {"cmd": "history", "args": {"kind": "role_at_start"}})
+        assert {r["kind"] for r in reply["result"]["rows"]} == {"role_at_start"}
         assert server.errors == {}
 
 
