@@ -20,7 +20,7 @@ def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(
     ("argv", "words"),
-    [([], "TUI"), (["--demo"], "demo"), (["ctl", "status"], "ctl")],
+    [(["ctl", "status"], "ctl")],
 )
 def test_unbuilt_modes_say_so(
     argv: list[str], words: str, capsys: pytest.CaptureFixture[str]

@@ -1,0 +1,216 @@
+"""What the console runs inside trio: the embedded node (or the demo cluster) and a
+queue of operator commands.
+
+The console's UI runs on asyncio (Textual); this module runs inside the trio
+guest run the app starts (see ``console/app.py``), and imports no textual. The UI
+talks to it in two ways only:
+
+* ``snapshot()``: a plain synchronous read of the viewed node's facade,
+  called by the UI 2-4 times a second (trio runs as a guest on the same
+  thread, so the facade's views are safe to call from a UI handler);
+* ``submit(fn, *args, done=...)``: queue a command (resolve, test signal,
+  strategy switch) to run as a trio task; ``done(result, error)`` is called
+  back on the same thread when it finishes.
+
+Recent events (from a ``"*"`` subscription on the viewed node) and the
+node's log records are kept in bounded rings, so a flood costs a deque
+append per event and the UI reads at most the ring's length.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import trio
+
+from console.demo import DemoCluster, DemoOptions
+from console.snapshot import collect
+from node.config import NodeConfig
+from node.core.events import Channel, Event
+from node.node import Node, Subscription, open_node
+
+EVENT_RING = 500
+LOG_RING = 300
+SIGNAL_RING = 50
+COMMAND_QUEUE = 64
+
+Done = Callable[[Any, BaseException | None], None]
+
+
+@attrs.frozen
+class LogLine:
+    """One entry in the console's event log: an event or a log record."""
+
+    at: float  # wall clock, seconds since the epoch
+    kind: str  # "event" or the log level name
+    source: str
+    text: str
+
+
+@attrs.frozen
+class Signal:
+    """An algedonic event seen by the viewed node."""
+
+    at: float
+    event_type: str
+    source: str
+    data: dict[str, Any]
+
+
+class RingHandler(logging.Handler):
+    """Keeps the node's log records in a bounded ring instead of writing to the terminal."""
+
+    def __init__(self, ring: deque[LogLine]) -> None:
+        super().__init__(logging.INFO)
+        self.ring = ring
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # a bad format string must not break the node
+            text = str(record.msg)
+        self.ring.append(LogLine(record.created, record.levelname, record.name, text))
+
+
+class Session:
+    """The node(s) behind the console, and the commands sent to them."""
+
+    def __init__(
+        self,
+        config: NodeConfig | None = None,
+        *,
+        demo: DemoOptions | None = None,
+        transport: Any = None,
+    ) -> None:
+        if (config is None) == (demo is None):
+            raise ValueError("a session needs either a node config or demo options")
+        self.config = config
+        self.transport = transport
+        self.demo = DemoCluster(demo) if demo is not None else None
+        self.viewed = (
+            self.demo.names[0] if self.demo is not None else (config.name if config else "")
+        )
+        self.events: deque[LogLine] = deque(maxlen=EVENT_RING)
+        self.signals: deque[Signal] = deque(maxlen=SIGNAL_RING)
+        self.logs: deque[LogLine] = deque(maxlen=LOG_RING)
+        self.events_seen = 0
+        self.ready = False
+        self._node: Node | None = None
+        self._sub: Subscription | None = None
+        self._subscribed_to: Node | None = None
+        self._send: trio.MemorySendChannel[tuple[Any, tuple[Any, ...], Done | None]] | None = None
+
+    # --- what the UI calls -------------------------------------------------------------
+
+    @property
+    def node(self) -> Node | None:
+        """The node the console shows (in the demo, the one chosen with ``v``)."""
+        if self.demo is not None:
+            return self.demo.nodes.get(self.viewed)
+        return self._node
+
+    def snapshot(self) -> dict[str, Any]:
+        """One consistent read of the viewed node for every panel."""
+        node = self.node
+        self._follow(node)
+        snap = collect(node, self.demo)
+        snap["viewed"] = self.viewed
+        snap["events_seen"] = self.events_seen
+        return snap
+
+    def submit(
+        self, fn: Callable[..., Awaitable[Any]], *args: Any, done: Done | None = None
+    ) -> None:
+        """Run ``await fn(*args)`` as a trio task; WouldBlock if the queue is full."""
+        if self._send is None:
+            raise RuntimeError("the node is not running")
+        self._send.send_nowait((fn, args, done))
+
+    def view(self, name: str) -> None:
+        if self.demo is None or name not in self.demo.names:
+            raise ValueError(f"no demo node {name!r}")
+        self.viewed = name
+
+    # --- trio side -----------------------------------------------------------------------
+
+    async def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
+        """Run the node(s) and the command queue until cancelled."""
+        handler = RingHandler(self.logs)
+        vsm = logging.getLogger("vsm")
+        saved = (vsm.propagate, vsm.level)
+        vsm.addHandler(handler)
+        # Nothing may reach the terminal under the TUI (logging's last-resort
+        # handler writes warnings to stderr when no handler is configured).
+        vsm.propagate = False
+        vsm.setLevel(logging.INFO)
+        send, receive = trio.open_memory_channel[tuple[Any, tuple[Any, ...], Done | None]](
+            COMMAND_QUEUE
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                if self.demo is not None:
+                    await nursery.start(self.demo.run)
+                else:
+                    assert self.config is not None
+                    await nursery.start(self._run_node)
+                self._send = send
+                self.ready = True
+                if on_ready is not None:
+                    on_ready()
+                async with receive:
+                    async for fn, args, done in receive:
+                        nursery.start_soon(self._command, fn, args, done)
+        finally:
+            self._send = None
+            self.ready = False
+            vsm.removeHandler(handler)
+            vsm.propagate, _ = saved
+            vsm.setLevel(saved[1])
+
+    async def _run_node(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        assert self.config is not None
+        async with open_node(self.config, transport=self.transport) as node:
+            self._node = node
+            try:
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._node = None
+
+    async def _command(self, fn: Any, args: tuple[Any, ...], done: Done | None) -> None:
+        try:
+            result = await fn(*args)
+        except Exception as exc:  # reported to the operator, never fatal to the node
+            if done is not None:
+                done(None, exc)
+            else:
+                logging.getLogger("vsm.console").error("command failed: %s", exc)
+            return
+        if done is not None:
+            done(result, None)
+
+    def _follow(self, node: Node | None) -> None:
+        """Keep one ``"*"`` subscription, on the node being viewed."""
+        if node is self._subscribed_to:
+            return
+        if self._sub is not None:
+            self._sub.cancel()
+            self._sub = None
+        self._subscribed_to = node
+        if node is not None:
+            self._sub = node.subscribe("*", self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        self.events_seen += 1
+        now = time.time()
+        text = f"{event.channel.value} {event.type}"
+        if "load" not in event.data:  # synthetic demo load says so; show the rest
+            text += f" {event.data}"[:160]
+        self.events.append(LogLine(now, "event", event.source, text))
+        if event.channel is Channel.ALGEDONIC:
+            self.signals.append(Signal(now, event.type, event.source, dict(event.data)))

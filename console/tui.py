@@ -1,0 +1,59 @@
+"""``vsm-console`` and ``vsm-console --demo [N]``: build the session, run the app.
+
+No flags: the TUI with an embedded node, configured exactly as ``--daemon``
+would be (defaults < ``--config`` < ``VSM_*`` < flags); ``--seeds HOST:PORT
+--role observer`` joins running daemons as an observer. ``--demo N``: N nodes
+on the simulated network (the node flags do not apply there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from console.demo import DemoOptions
+from console.themes import load_themes
+
+EXIT_USAGE = 2
+
+
+def known_themes() -> set[str]:
+    from textual.theme import BUILTIN_THEMES
+
+    specs, _ = load_themes()
+    return {s.name for s in specs} | set(BUILTIN_THEMES)
+
+
+def main(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    from console.app import make_app
+    from console.daemon import unbuilt_parts
+    from console.session import Session
+    from node.config import load_config
+    from node.errors import ConfigError
+
+    if args.theme is not None and args.theme not in known_themes():
+        names = ", ".join(sorted(known_themes()))
+        print(f"vsm-console: unknown theme {args.theme!r}; known: {names}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.demo is not None:
+        try:
+            session = Session(demo=DemoOptions(nodes=args.demo))
+        except ValueError as exc:
+            print(f"vsm-console: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        try:
+            config = load_config(args.config, overrides=overrides)
+        except ConfigError as exc:
+            print(f"vsm-console: bad configuration: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        missing = unbuilt_parts(config)
+        if missing:
+            for part in missing:
+                print(f"vsm-console: not built yet: {part}", file=sys.stderr)
+            return EXIT_USAGE
+        session = Session(config)
+    app = make_app(session, theme=args.theme)
+    code = app.run()
+    return int(app.return_code if app.return_code is not None else (code or 0))
