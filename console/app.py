@@ -23,10 +23,12 @@ from typing import Any
 
 import outcome
 import trio
+from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.widgets import Footer
 
 from console.demo import STRATEGIES
@@ -66,6 +68,7 @@ ACTIONS: tuple[tuple[str, str, str, bool], ...] = (
     ("slash", "filter", "filter the event log", False),
     ("space", "pause", "pause / resume updates", False),
     ("c", "cut", "cut a link (choose two nodes)", True),
+    ("p", "split", "split the cluster (choose the minority side)", True),
     ("h", "heal", "heal a link (choose two nodes)", True),
     ("H", "heal_all", "heal every link and rejoin isolated nodes", True),
     ("o", "one_way", "cut one direction of a link (from, to)", True),
@@ -93,7 +96,7 @@ class ConsoleCommands(Provider):
 
     async def discover(self) -> Hits:
         for title, action, desc in self._commands():
-            yield DiscoveryHit(title, partial(self.app.run_action, action), help=desc)
+            yield DiscoveryHit(Text(title), partial(self.app.run_action, action), help=desc)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
@@ -184,10 +187,10 @@ class ConsoleApp(App[int]):
         if self._done is not None and not self._done.done():
             self._done.set_result(result)
         if isinstance(result, outcome.Error) and not self._scope.cancel_called:
-            self.node_error = result.error
+            self.node_error = _single(result.error)
             self.exit(
                 return_code=EXIT_CRASHED,
-                message=f"vsm-console: the node stopped: {result.error!r}",
+                message=f"vsm-console: the node stopped: {self.node_error}",
             )
         elif isinstance(result, outcome.Value) and not self._scope.cancel_called:
             self.exit(return_code=EXIT_CRASHED, message="vsm-console: the node stopped")
@@ -206,9 +209,14 @@ class ConsoleApp(App[int]):
     # --- refresh -------------------------------------------------------------------------
 
     def refresh_panels(self) -> None:
-        if self.node_stopped or not self.session.ready:
+        if self.node_stopped or not self.session.ready or not self.screen_stack:
             return
-        header = self.query_one(HeaderBar)
+        base = self.screen_stack[0]  # the panels' screen, under any dialog
+        try:
+            header = base.query_one(HeaderBar)
+        except NoMatches:
+            return  # not composed yet, or already torn down
+
         if self.paused:
             if self.snap:
                 header.show(self.snap, paused=True)
@@ -216,11 +224,11 @@ class ConsoleApp(App[int]):
         snap = self.session.snapshot()
         self.snap = snap
         header.show(snap)
-        self.query_one(VarietyPanel).show(snap)
-        self.query_one(BreakerPanel).show(snap)
-        self.query_one(PartitionPanel).show(snap)
-        self.query_one(AlgedonicPanel).show(snap, list(self.session.signals))
-        self.query_one(EventLog).show(self.session.events, self.session.logs, snap["events_seen"])
+        base.query_one(VarietyPanel).show(snap)
+        base.query_one(BreakerPanel).show(snap)
+        base.query_one(PartitionPanel).show(snap)
+        base.query_one(AlgedonicPanel).show(snap, list(self.session.signals))
+        base.query_one(EventLog).show(self.session.events, self.session.logs, snap["events_seen"])
 
     # --- actions -----------------------------------------------------------------------
 
@@ -242,7 +250,7 @@ class ConsoleApp(App[int]):
         self.refresh_panels()
 
     def action_filter(self) -> None:
-        self.query_one(EventLog).open_filter()
+        self.screen_stack[0].query_one(EventLog).open_filter()
 
     def _report(self, what: str) -> Any:
         def done(result: Any, error: BaseException | None) -> None:
@@ -339,6 +347,17 @@ class ConsoleApp(App[int]):
     def action_cut(self) -> None:
         self._demo_pick("Cut link between", 2, lambda d, a, b: (d.cut(a, b), f"cut {a} x {b}")[1])
 
+    def action_split(self) -> None:
+        demo = self.session.demo
+        count = max(1, len(demo.names) // 2) if demo is not None else 1
+
+        def split(d: Any, *side: str) -> str:
+            d.split(list(side))
+            rest = [n for n in d.names if n not in side]
+            return f"split {', '.join(side)} | {', '.join(rest)}"
+
+        self._demo_pick(f"Split: choose the {count} nodes of one side", count, split)
+
     def action_heal(self) -> None:
         self._demo_pick(
             "Heal link between", 2, lambda d, a, b: (d.heal(a, b), f"healed {a} - {b}")[1]
@@ -406,6 +425,13 @@ class ConsoleApp(App[int]):
             return f"viewing {name}"
 
         self._demo_pick("View node", 1, view)
+
+
+def _single(exc: BaseException) -> BaseException:
+    """The one error inside nested exception groups, or the group if there are several."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def make_app(session: Session, **kw: Any) -> ConsoleApp:

@@ -15,6 +15,7 @@ fault methods from the UI thread (trio runs as a guest on the same thread).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 from typing import Any
@@ -29,6 +30,10 @@ from node.node import Node, open_node
 from node.sim import SimNetwork
 
 log = logging.getLogger("vsm.demo")
+
+# The node a trio task belongs to: set where a node is started and inherited by
+# every task it spawns, so the console can tell whose log record it is.
+NODE_NAME: contextvars.ContextVar[str] = contextvars.ContextVar("vsm_node_name", default="")
 
 DEFAULT_NODES = 5
 DEMO_COOKIE = "vsm-demo-cookie-not-secret"
@@ -110,6 +115,7 @@ class DemoCluster:
             task_status.started()
 
     async def _run_node(self, name: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        NODE_NAME.set(name)
         with trio.CancelScope() as scope:
             self._scopes[name] = scope
             try:
@@ -179,6 +185,14 @@ class DemoCluster:
         self.net.cut(a, b)
         self.cuts.add((min(a, b), max(a, b)))
 
+    def split(self, side: list[str]) -> None:
+        """Cut every link between ``side`` and the other nodes (a clean partition)."""
+        self._check(*side)
+        for a in side:
+            for b in self.names:
+                if b not in side:
+                    self.cut(a, b)
+
     def cut_one_way(self, src: str, dst: str) -> None:
         self._check(src, dst)
         self.net.cut(src, dst, one_way=True)
@@ -218,7 +232,11 @@ class DemoCluster:
     def flood(self, name: str, seconds: float = FLOOD_SECONDS) -> None:
         """Make ``name`` publish S1 events at FLOOD_RATE for ``seconds``."""
         self._check(name)
+        flooding = self.flood_until.get(name, 0.0) > trio.current_time()
         self.flood_until[name] = trio.current_time() + seconds
+        if not flooding:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._flood, name)
 
     def faults(self) -> list[str]:
         """The faults in force, in words, for the header and the log."""
@@ -253,13 +271,17 @@ class DemoCluster:
                     carry[key] = due - count
                     for _ in range(count):
                         node.publish(event_type, {"load": "synthetic", "channel": channel})
-                if self.flood_until.get(name, 0.0) > now:
-                    await self._flood_tick(name, node)
 
-    async def _flood_tick(self, name: str, node: Node) -> None:
-        remaining = int(FLOOD_RATE * LOAD_TICK_S)
-        while remaining > 0 and self.nodes.get(name) is node:
-            for _ in range(min(FLOOD_SLICE, remaining)):
-                node.publish("task_execution", {"load": "flood"})
-            remaining -= FLOOD_SLICE
-            await trio.lowlevel.checkpoint()
+    async def _flood(self, name: str) -> None:
+        """Publish S1 events from ``name`` at FLOOD_RATE until its flood time is over."""
+        while trio.current_time() < self.flood_until.get(name, 0.0):
+            await trio.sleep(LOAD_TICK_S)
+            remaining = int(FLOOD_RATE * LOAD_TICK_S)
+            while remaining > 0:
+                node = self.nodes.get(name)
+                if node is None:
+                    return  # killed mid-flood
+                for _ in range(min(FLOOD_SLICE, remaining)):
+                    node.publish("task_execution", {"load": "flood"})
+                remaining -= FLOOD_SLICE
+                await trio.lowlevel.checkpoint()

@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 import trio
 
-from console.demo import DemoCluster, DemoOptions
+from console.demo import NODE_NAME, DemoCluster, DemoOptions
 from console.snapshot import collect
 from node.config import NodeConfig
 from node.core.events import Channel, Event
@@ -74,7 +74,10 @@ class RingHandler(logging.Handler):
             text = record.getMessage()
         except Exception:  # a bad format string must not break the node
             text = str(record.msg)
-        self.ring.append(LogLine(record.created, record.levelname, record.name, text))
+        source = NODE_NAME.get() or record.name
+        self.ring.append(
+            LogLine(record.created, record.levelname, source, f"{record.name}: {text}")
+        )
 
 
 class Session:
@@ -174,6 +177,7 @@ class Session:
 
     async def _run_node(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         assert self.config is not None
+        NODE_NAME.set(self.config.name)
         async with open_node(self.config, transport=self.transport) as node:
             self._node = node
             try:

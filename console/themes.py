@@ -81,8 +81,14 @@ def load_themes(directory: Path | None = None) -> tuple[list[ThemeSpec], list[st
 
 def to_textual(spec: ThemeSpec) -> Any:
     """The textual ``Theme`` for a spec (imported here so node-side code never needs it)."""
+    from textual.color import Color, ColorParseError
     from textual.theme import Theme
 
+    for field, value in spec.colors.items():
+        try:
+            Color.parse(value)
+        except ColorParseError as exc:
+            raise ValueError(f"{field} {value!r} is not a colour") from exc
     return Theme(name=spec.name, dark=spec.dark, variables=dict(spec.variables), **spec.colors)
 
 

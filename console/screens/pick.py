@@ -16,6 +16,7 @@ class PickScreen(ModalScreen[list[str] | None]):
     """Pick ``count`` distinct items, in order: enter (or the item's number) picks one."""
 
     BINDINGS = [Binding("escape", "cancel", "cancel")]
+    AUTO_FOCUS = "#pick-list"
 
     def __init__(
         self, title: str, items: Sequence[str], *, count: int = 1, labels: Sequence[str] = ()

@@ -29,6 +29,7 @@ class ResolveScreen(ModalScreen[list[str] | None]):
     """
 
     BINDINGS = [Binding("escape", "cancel", "cancel")]
+    AUTO_FOCUS = "#resolve-sides"
 
     def __init__(self, partition: dict[str, Any], health: dict[str, float]) -> None:
         super().__init__()

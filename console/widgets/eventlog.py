@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Input, Log, Static
@@ -33,13 +34,20 @@ class EventLog(Vertical):
         field.focus()
 
     def on_input_submitted(self, message: Input.Submitted) -> None:
+        message.stop()
         self.filter = message.value.strip()
-        message.input.display = False
-        self._title()
+        self._close_field()
 
-    def clear_filter(self) -> None:
-        self.filter = ""
-        self.query_one(Input).display = False
+    def on_key(self, event: events.Key) -> None:
+        if event.key == "escape" and self.query_one(Input).display:
+            event.stop()
+            self.filter = ""
+            self._close_field()
+
+    def _close_field(self) -> None:
+        field = self.query_one(Input)
+        field.display = False
+        self.screen.set_focus(None)  # keys go back to the app's bindings
         self._title()
 
     def _title(self) -> None:

@@ -48,11 +48,11 @@ class HeaderBar(Static):
         text.append(role, style="bold " + (colour(self.app, "error") if role == "degraded" else ""))
         text.append(f"  strategy {part.get('strategy', '?')}  partition ")
         text.append(status, style="bold " + colour(self.app, STATUS_LEVEL.get(status, "")))
-        text.append(f"  HLC {hlc or '-'}")
         if paused:
             text.append("  PAUSED", style="bold reverse")
+        text.append(f"\n HLC {hlc or '-'}")
         if demo is not None:
-            text.append("\n demo ", style="bold")
+            text.append("   demo ", style="bold")
             text.append(f"{len(demo['alive'])}/{len(demo['names'])} nodes running; faults: ")
             text.append(", ".join(demo["faults"]) or "none")
             if demo.get("restarting"):

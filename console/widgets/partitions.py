@@ -71,7 +71,7 @@ class PartitionPanel(Vertical):
             text.append(f" indirect: {', '.join(map(str, part['indirect']))}\n")
         dec = part.get("decision")
         if dec:
-            text.append(" decision: ")
+            text.append(" last decision: " if status == "unstable" else " decision: ")
             text.append(dec["reason"], style="italic")
             if dec.get("downed"):
                 text.append(f"\n degraded: {', '.join(dec['downed'])}")

@@ -1,0 +1,284 @@
+"""The operator console against real nodes on the simulated network (Textual Pilot)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import trio.testing
+from consoletest import SIZE, demo_app, full_mesh, press, rows, status, text_of, until
+from textual.command import CommandPalette
+
+from console.app import make_app
+from console.screens.confirm import ConfirmScreen
+from console.screens.help import HelpScreen
+from console.screens.pick import PickScreen
+from console.screens.resolve import ResolveScreen
+from console.session import Session
+from console.widgets.variety import SHORT, level_of
+from node.config import NodeConfig
+from node.errors import EscalationError
+from node.sim import SimNetwork
+
+
+def test_panels_show_the_nodes_figures() -> None:
+    async def main() -> None:
+        app = demo_app(3, load_scale=1.0)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: full_mesh(app))
+            demo = app.session.demo
+            assert demo is not None
+            node = demo.nodes["n1"]
+            await until(pilot, lambda: node.variety.stats()["s1_operational"]["offered"] > 50)
+            app.refresh_panels()
+            await pilot.pause()
+            header = text_of(app, "#header")
+            assert "n1" in header and "cluster of 3 voting, 2 peers up" in header
+            assert "static_quorum" in header and "healthy" in header and "primary" in header
+            # Variety table: one row per channel, quotas as configured, offered
+            # counts from the node (the rate column needs two snapshots).
+            table = rows(app, "#variety-table")
+            assert [r[0] for r in table] == list(SHORT.values())
+            s1 = table[list(SHORT).index("s1_operational")]
+            assert s1[2] == "1000" and s1[7] == "healthy"
+            assert float(s1[1]) == round(app.snap["pressure"]["channels"]["s1_operational"], 2)
+            app.refresh_panels()
+            await pilot.pause()
+            s1 = rows(app, "#variety-table")[list(SHORT).index("s1_operational")]
+            assert s1[4] != "-"  # a measured rate now
+            # Breakers: one row per peer, from the node's own breakers.
+            breakers = rows(app, "#breaker-table")
+            assert [r[0] for r in breakers] == ["n2", "n3"]
+            assert all(r[1] == "up" and r[2] == "closed" for r in breakers)
+            assert all(r[8] == "-" for r in breakers)  # round trip: not measured, not 0
+            body = text_of(app, "#partition-body")
+            assert "status healthy" in body and "n1" in body and "n3" in body
+            latency = text_of(app, "#algedonic-latency")
+            assert "not built yet" in latency
+            assert app.session.events_seen > 0
+
+    asyncio.run(main())
+
+
+def test_manual_resolution_from_the_keyboard() -> None:
+    async def main() -> None:
+        app = demo_app(4, strategy="manual")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: full_mesh(app))
+            demo = app.session.demo
+            assert demo is not None
+            demo.split(["n3", "n4"])
+            await until(pilot, lambda: status(app) == "awaiting_operator")
+            app.refresh_panels()
+            await pilot.pause()
+            banner = app.query_one("#partition-banner")
+            assert banner.display and "AWAITING OPERATOR" in text_of(app, "#partition-banner")
+            await press(pilot, "r")
+            assert isinstance(app.screen, ResolveScreen)
+            sides = app.screen.sides
+            assert ["n1", "n2"] in sides
+            # move the highlight to the side holding n1 and choose it
+            for _ in range(sides.index(["n1", "n2"])):
+                await press(pilot, "down")
+            await press(pilot, "enter")
+            assert isinstance(app.screen, ConfirmScreen)
+            assert "n3, n4" in str(app.screen.query_one("#confirm-body").render())
+            await press(pilot, "y")
+            await until(pilot, lambda: status(app) == "partitioned")
+            app.refresh_panels()
+            await pilot.pause()
+            body = text_of(app, "#partition-body")
+            assert "operator kept" in body and "degraded: n3, n4" in body
+            assert demo.nodes["n1"].detector.resolutions[-1]["operator"] == "console@n1"
+            # n2 hears of it over the wire and follows; the other side keeps waiting
+            await until(pilot, lambda: status(app, "n2") == "partitioned")
+            assert status(app, "n3") == "awaiting_operator"
+
+    asyncio.run(main())
+
+
+def test_escape_backs_out_of_resolution() -> None:
+    async def main() -> None:
+        app = demo_app(4, strategy="manual")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: full_mesh(app))
+            assert app.session.demo is not None
+            app.session.demo.split(["n3", "n4"])
+            await until(pilot, lambda: status(app) == "awaiting_operator")
+            app.refresh_panels()
+            await press(pilot, "r", "enter")
+            assert isinstance(app.screen, ConfirmScreen)
+            await press(pilot, "escape")
+            assert isinstance(app.screen, ResolveScreen)
+            await press(pilot, "escape")
+            await pilot.pause()
+            assert status(app) == "awaiting_operator"
+
+    asyncio.run(main())
+
+
+def test_help_palette_and_quit_stops_the_nodes() -> None:
+    async def main() -> None:
+        app = demo_app(2)
+        vsm = logging.getLogger("vsm")
+        handlers = list(vsm.handlers)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.session.ready)
+            await press(pilot, "question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            keys = str(app.screen.query_one("#help-keys").render())
+            for word in ("resolve", "flood", "kill", "one direction", "strategy", "quit"):
+                assert word in keys
+            await press(pilot, "escape")
+            await press(pilot, "ctrl+p")
+            assert isinstance(app.screen, CommandPalette)
+            await press(pilot, "escape")
+            await pilot.pause()
+            assert not isinstance(app.screen, CommandPalette)
+            await press(pilot, "ctrl+q")
+        assert app.node_stopped and app.return_code == 0
+        assert app.session.demo is not None and app.session.demo.nodes == {}
+        assert not app.session.ready
+        assert vsm.handlers == handlers  # the ring handler is gone again
+
+    asyncio.run(main())
+
+
+def test_fault_keys_drive_the_simulated_network() -> None:
+    async def main() -> None:
+        app = demo_app(3)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: full_mesh(app))
+            demo = app.session.demo
+            assert demo is not None
+            await press(pilot, "c")
+            assert isinstance(app.screen, PickScreen)
+            await press(pilot, "1", "3")
+            assert demo.cuts == {("n1", "n3")} and not demo.net.reachable("n1", "n3")
+            await press(pilot, "h", "3", "1")
+            assert demo.cuts == set() and demo.net.reachable("n1", "n3")
+            await press(pilot, "o", "2", "3")
+            assert not demo.net.reachable("n2", "n3") and demo.net.reachable("n3", "n2")
+            await press(pilot, "H")
+            assert demo.net.reachable("n2", "n3") and demo.faults() == []
+            await press(pilot, "i", "2")
+            assert demo.isolated == {"n2"} and not demo.net.reachable("n1", "n2")
+            await press(pilot, "i", "2")
+            assert demo.isolated == set() and demo.net.reachable("n1", "n2")
+            await press(pilot, "k", "3")
+            await until(pilot, lambda: "n3" not in demo.nodes)
+            app.refresh_panels()
+            assert "n3 killed" in text_of(app, "#header")
+            await press(pilot, "k", "3")
+            await until(pilot, lambda: full_mesh(app))
+            await press(pilot, "v", "2")
+            assert app.session.viewed == "n2"
+            app.refresh_panels()
+            assert text_of(app, "#header").lstrip().startswith("n2")
+            offered = demo.nodes["n2"].variety.stats()["s1_operational"]["offered"]
+            await press(pilot, "f")
+            assert "n2" in demo.flood_until
+            await until(
+                pilot,
+                lambda: (
+                    demo.nodes["n2"].variety.stats()["s1_operational"]["offered"] > offered + 1000
+                ),
+            )
+
+    asyncio.run(main())
+
+
+def test_flood_raises_pressure_to_high() -> None:
+    async def main() -> None:
+        app = demo_app(2)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: full_mesh(app))
+            demo = app.session.demo
+            assert demo is not None
+            demo.flood("n1", seconds=600.0)
+            node = demo.nodes["n1"]
+
+            def pressed() -> bool:
+                # refresh and test in one step: pressure swings between flood slices
+                app.refresh_panels()
+                return bool(app.snap["pressure"]["channels"]["s1_operational"] > 0.8)
+
+            await until(pilot, pressed)
+            s1 = rows(app, "#variety-table")[list(SHORT).index("s1_operational")]
+            shown = app.snap["pressure"]["channels"]["s1_operational"]
+            assert shown > 0.5, "the flood was over before the refresh"
+            assert s1[1] == f"{shown:.2f}" and s1[7] == level_of(shown).removeprefix("pressure-")
+            assert app.node_error is None
+            # identical flood events are folded into aggregates (semantic compression)
+            assert node.variety.stats()["s1_operational"]["compressed"] > 0
+
+    asyncio.run(main())
+
+
+def test_test_signal_is_sent_and_shown_unconfirmed() -> None:
+    async def main() -> None:
+        app = demo_app(2)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: full_mesh(app))
+            await press(pilot, "s", "1", "3")  # algedonic_pain, high
+            await until(pilot, lambda: len(app.session.signals) > 0)
+            signal = app.session.signals[-1]
+            assert signal.event_type == "algedonic_pain" and signal.data["severity"] == "high"
+            app.refresh_panels()
+            await pilot.pause()
+            table = rows(app, "#algedonic-table")
+            assert table[0][1:4] == ["algedonic_pain", "high", "n1"]
+            assert table[0][5] == "unconfirmed"
+
+    asyncio.run(main())
+
+
+def test_a_node_that_cannot_start_exits_nonzero() -> None:
+    async def main() -> None:
+        net = SimNetwork()
+        # listening on another host's address fails (EADDRNOTAVAIL) inside open_node
+        config = NodeConfig(name="a", listen="b:7401", cookie="test-cookie-1234")
+        session = Session(config, transport=net.transport("a"))
+        app = make_app(session, clock=trio.testing.MockClock(autojump_threshold=0))
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.node_stopped)
+            await pilot.pause()
+        assert app.return_code == 1
+        assert isinstance(app.node_error, EscalationError)
+        assert "cannot bind b:7401" in str(app.node_error)
+
+    asyncio.run(main())
+
+
+def test_broken_theme_is_reported_and_skipped(tmp_path: Path) -> None:
+    (tmp_path / "good.toml").write_text(
+        'name = "good"\nprimary = "#112233"\n[variables]\npressure-high = "#FF0000"\n'
+    )
+    (tmp_path / "broken.toml").write_text('name = "broken"\nprimary = \n')
+    (tmp_path / "badcolour.toml").write_text('name = "badcolour"\nprimary = "not-a-colour"\n')
+
+    async def main() -> None:
+        app = demo_app(2, theme="good", theme_dir=tmp_path)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await pilot.pause()
+            assert app.theme == "good"
+            assert app.theme_variables["pressure-high"] == "#FF0000"
+            errors = " ".join(app.theme_errors)
+            assert "broken.toml" in errors and "badcolour" in errors
+            assert "good" not in errors
+            assert "broken" not in app.available_themes
+
+    asyncio.run(main())
+
+
+def test_shipped_themes_include_high_contrast() -> None:
+    async def main() -> None:
+        app = demo_app(2, theme="vsm-high-contrast")
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            assert app.theme_errors == []
+            assert {"vsm-dark", "vsm-light", "vsm-high-contrast"} <= set(app.available_themes)
+            assert app.theme_variables["background"].upper() == "#000000"
+
+    asyncio.run(main())
