@@ -27,11 +27,10 @@ class HelpScreen(ModalScreen[None]):
         width = max((len(k) for k, _ in self.keys), default=4) + 2
         lines = [f"{key:<{width}}{what}" for key, what in self.keys]
         with VerticalScroll(classes="dialog", id="help-dialog"):
-            yield Static("Keys", classes="dialog-title")
+            yield Static("Keys    (escape, ? or q: close)", classes="dialog-title")
             yield Static("\n".join(lines), id="help-keys")
             if self.note:
                 yield Static(self.note, classes="note")
-            yield Static("escape, ? or q: close", classes="dialog-keys")
 
     def action_close(self) -> None:
         self.dismiss(None)
