@@ -27,7 +27,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.widgets import Footer
 
@@ -150,11 +150,12 @@ class ConsoleApp(App[int]):
         yield HeaderBar(id="header")
         with Horizontal(id="row-top"):
             yield VarietyPanel(id="variety", classes="panel")
-            yield BreakerPanel(id="breakers", classes="panel")
+            with Vertical(id="right"):
+                yield BreakerPanel(id="breakers", classes="panel")
+                yield PartitionPanel(id="partitions", classes="panel")
         with Horizontal(id="row-bottom"):
-            yield PartitionPanel(id="partitions", classes="panel")
             yield AlgedonicPanel(id="algedonic", classes="panel")
-        yield EventLog(id="events", classes="panel")
+            yield EventLog(id="events", classes="panel")
         yield Footer()
 
     # --- hosting trio ------------------------------------------------------------------

@@ -22,14 +22,14 @@ class BreakerPanel(Vertical):
         self.query_one(DataTable).add_columns(
             "peer",
             "link",
-            "state",
+            "breaker",
             "fail%",
-            "consec",
-            "in state",
-            "retry in",
+            "seq",
+            "since",
+            "retry",
             "phi",
             "rtt",
-            "queued",
+            "queue",
             "backlog",
         )
 
@@ -69,7 +69,7 @@ class BreakerPanel(Vertical):
                 fmt(st["in_state_s"], ".0f", none="-")
                 + ("s" if st["in_state_s"] is not None else ""),
                 fmt(st["retry_in_s"], ".1f") + ("s" if st["retry_in_s"] is not None else ""),
-                fmt(st["phi"], ".2f"),
+                fmt(st["phi"], ".1f"),
                 fmt(st["round_trip_ms"], ".1f"),
                 str(st["queued"]),
                 str(st["backlog"]),

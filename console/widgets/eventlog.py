@@ -61,7 +61,7 @@ class EventLog(Vertical):
         for line in lines:
             text = (
                 f"{time.strftime('%H:%M:%S', time.localtime(line.at))} {line.kind:<7} "
-                f"{line.source:<12} {line.text}"
+                f"{line.source:<6} {line.text}"
             )
             if needle and needle not in text.lower():
                 continue

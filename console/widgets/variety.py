@@ -16,6 +16,14 @@ from console.widgets.common import colour, fmt
 HISTORY_S = 180.0  # what the plot shows: the last three minutes
 PLOT_EVERY_S = 1.0  # plotext redraws are the costly part; once a second is enough
 THRESHOLDS = (0.5, 0.8)
+COLOURS = {
+    "s5_policy": "magenta",
+    "s4_intelligence": "blue",
+    "s3_control": "cyan",
+    "s2_coordination": "green",
+    "s1_operational": "yellow",
+    "general": "white",
+}
 SHORT = {
     "algedonic": "alg",
     "s5_policy": "S5",
@@ -53,9 +61,7 @@ class VarietyPanel(Vertical):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns(
-            "channel", "pressure", "quota", "eff.", "rate/s", "throttled", "compr.", "level"
-        )
+        table.add_columns("chan", "press", "quota", "eff", "rate/s", "thrott", "compr", "level")
 
     def show(self, snap: dict[str, Any]) -> None:
         if not snap.get("running"):
@@ -90,7 +96,7 @@ class VarietyPanel(Vertical):
             table.add_row(
                 SHORT.get(name, name),
                 Text(f"{p:.2f}", style=style),
-                fmt(row["quota"], "g", none="unlimited"),
+                fmt(row["quota"], "g", none="∞"),
                 fmt(row["effective_quota"], ".0f", none="-"),
                 fmt(self.rates.get(name), ".0f"),
                 str(row["throttled"]),
@@ -103,7 +109,7 @@ class VarietyPanel(Vertical):
         plt = widget.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("pressure per channel (last 3 min)")
+        plt.title("pressure per channel, last 3 min (0.5 and 0.8 marked)")
         plt.ylim(0, 1)
         if len(self.samples) >= 1:
             xs = [t - wall for t, _ in self.samples]
@@ -111,8 +117,9 @@ class VarietyPanel(Vertical):
                 if name == "algedonic":
                     continue  # unlimited: always 0
                 ys = [s.get(name, 0.0) for _, s in self.samples]
-                plt.plot(xs, ys, label=SHORT[name], marker="braille")
-            for threshold in THRESHOLDS:
-                plt.hline(threshold)
+                plt.plot(xs, ys, label=SHORT[name], marker="braille", color=COLOURS[name])
+            plt.hline(THRESHOLDS[0], "orange")
+            plt.hline(THRESHOLDS[1], "red")
+            plt.yticks([0.0, *THRESHOLDS, 1.0])
             plt.xlim(-HISTORY_S, 0)
         widget.refresh()
