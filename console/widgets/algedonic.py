@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Sparkline, Static
 
-from console.widgets.common import colour, fmt
+from console.widgets.common import colour, fmt, sync_table
 
 LATENCY_KEYS = (("p50", ("latency_p50_ms", "p50_ms")), ("p99", ("latency_p99_ms", "p99_ms")))
 
@@ -67,11 +67,10 @@ class AlgedonicPanel(Vertical):
                     style=colour(self.app, "warning"),
                 )
             )
-        table = self.query_one(DataTable)
-        table.clear()
+        out: dict[str, list[Any]] = {}
         for line in list(signals)[-8:][::-1]:
             data = line.data
-            table.add_row(
+            out[f"{line.at}-{line.source}-{line.event_type}"] = [
                 time.strftime("%H:%M:%S", time.localtime(line.at)),
                 line.event_type,
                 str(data.get("severity", "-")),
@@ -79,4 +78,5 @@ class AlgedonicPanel(Vertical):
                 str(data.get("directive", "-")),
                 str(data.get("confirmed", "unconfirmed")),
                 fmt(data.get("latency_ms"), ".1f"),
-            )
+            ]
+        sync_table(self.query_one(DataTable), out)

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from console.widgets.common import colour, fmt, not_built
+from console.widgets.common import colour, fmt, not_built, sync_table
 
 
 class BreakerPanel(Vertical):
@@ -38,7 +38,7 @@ class BreakerPanel(Vertical):
             return
         table = self.query_one(DataTable)
         note = self.query_one("#breaker-note", Static)
-        table.clear()
+        out: dict[str, list[Any]] = {}
         report = snap["peers"]
         reason = not_built(report)
         if reason is not None:
@@ -46,13 +46,14 @@ class BreakerPanel(Vertical):
             note.update(f"breaker details: {reason}")
             for name, st in snap["topology"].get("peer_states", {}).items():
                 state = st.get("breaker", "?")
-                table.add_row(
+                out[name] = [
                     name,
                     "up" if st.get("connected") else "down",
                     Text(state, style=colour(self.app, f"breaker-{state}")),
-                    *["-"] * 6,
+                    *["-"] * 7,
                     str(st.get("backlog", "-")),
-                )
+                ]
+            sync_table(table, out)
             return
         note.update("round trip: not measured yet (no component times it)")
         if not report["peers"]:
@@ -60,7 +61,7 @@ class BreakerPanel(Vertical):
         for name, st in report["peers"].items():
             state = st["breaker"]
             rate = st["failure_rate"]
-            table.add_row(
+            out[name] = [
                 name,
                 "departed" if st["departed"] else ("up" if st["connected"] else "down"),
                 Text(state, style=colour(self.app, f"breaker-{state}")),
@@ -73,4 +74,5 @@ class BreakerPanel(Vertical):
                 fmt(st["round_trip_ms"], ".1f"),
                 str(st["queued"]),
                 str(st["backlog"]),
-            )
+            ]
+        sync_table(table, out)

@@ -55,3 +55,26 @@ def not_built(section: Any) -> str | None:
     if isinstance(section, dict) and "not_built" in section:
         return str(section["not_built"])
     return None
+
+
+def sync_table(table: Any, rows: dict[str, list[Any]]) -> None:
+    """Show ``rows`` (row key -> cells) in a DataTable, touching only what changed.
+
+    Clearing and refilling a table re-renders every line; updating cells in
+    place lets the table re-render only the rows whose figures moved, which
+    keeps a 3 Hz refresh cheap.
+    """
+    keys = [str(k.value) for k in table.rows]
+    if keys != list(rows):
+        table.clear()
+        for key, cells in rows.items():
+            table.add_row(*cells, key=key)
+        return
+    columns = list(table.columns)
+    for key, cells in rows.items():
+        old = table.get_row(key)
+        for column, before, after in zip(columns, old, cells, strict=False):
+            if str(before) != str(after) or getattr(before, "style", None) != getattr(
+                after, "style", None
+            ):
+                table.update_cell(key, column, after)

@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
-from console.widgets.common import colour, fmt
+from console.widgets.common import colour, fmt, sync_table
 
 HISTORY_S = 180.0  # what the plot shows: the last three minutes
 PLOT_EVERY_S = 1.0  # plotext redraws are the costly part; once a second is enough
@@ -87,13 +87,12 @@ class VarietyPanel(Vertical):
             self._plot(wall)
 
     def _table(self, per: dict[str, float], stats: dict[str, dict[str, Any]]) -> None:
-        table = self.query_one(DataTable)
-        table.clear()
+        out: dict[str, list[Any]] = {}
         for name, row in stats.items():
             p = per.get(name, 0.0)
             level = level_of(p)
             style = colour(self.app, level)
-            table.add_row(
+            out[name] = [
                 SHORT.get(name, name),
                 Text(f"{p:.2f}", style=style),
                 fmt(row["quota"], "g", none="∞"),
@@ -102,7 +101,8 @@ class VarietyPanel(Vertical):
                 str(row["throttled"]),
                 fmt(row["compression_ratio"], ".1f") if row["aggregates"] else "-",
                 Text(level.removeprefix("pressure-"), style=style),
-            )
+            ]
+        sync_table(self.query_one(DataTable), out)
 
     def _plot(self, wall: float) -> None:
         widget = self.query_one(PlotextPlot)
