@@ -29,7 +29,7 @@ from console.session import Session
 
 WALL_LIMIT_S = 30.0
 SIZE = (150, 48)
-KEY_SETTLE_S = 0.02
+KEY_SETTLE_S = 0.01
 
 
 def demo_app(nodes: int = 3, **kw: Any) -> ConsoleApp:
