@@ -18,16 +18,22 @@ from textual.widgets import DataTable, Sparkline, Static
 
 from console.widgets.common import colour, fmt, sync_table
 
-LATENCY_KEYS = (("p50", ("latency_p50_ms", "p50_ms")), ("p99", ("latency_p99_ms", "p99_ms")))
+
+def latency(report: dict[str, Any], which: str) -> float | None:
+    """The figure for ``which`` ("p50" or "p99") under whatever key the node uses for it
+    (``latency_p99_ms``, ``p99_ms``, ...): the first numeric key that names it."""
+    for key, value in sorted(report.items()):
+        if which in key and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None
 
 
-def _latency(report: dict[str, Any], which: str) -> float | None:
-    for label, names in LATENCY_KEYS:
-        if label != which:
-            continue
-        for key in names:
-            if isinstance(report.get(key), (int, float)):
-                return float(report[key])
+def recent(report: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The node's own list of recent signals, if it reports one."""
+    for key in ("recent", "signals", "recent_signals"):
+        value = report.get(key)
+        if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+            return value
     return None
 
 
@@ -48,19 +54,19 @@ class AlgedonicPanel(Vertical):
         )
 
     def show(self, snap: dict[str, Any], signals: list[Any]) -> None:
-        latency = self.query_one("#algedonic-latency", Static)
+        line = self.query_one("#algedonic-latency", Static)
         spark = self.query_one(Sparkline)
         report = snap.get("health", {}).get("algedonic") if snap.get("running") else None
         if isinstance(report, dict):
-            p50, p99 = _latency(report, "p50"), _latency(report, "p99")
+            p50, p99 = latency(report, "p50"), latency(report, "p99")
             if p99 is not None:
                 self.p99.append(p99)
-            latency.update(f"confirmed latency p50 {fmt(p50, '.1f')} ms, p99 {fmt(p99, '.1f')} ms")
+            line.update(f"confirmed latency p50 {fmt(p50, '.1f')} ms, p99 {fmt(p99, '.1f')} ms")
             spark.display = bool(self.p99)
             spark.data = list(self.p99)
         else:
             spark.display = False
-            latency.update(
+            line.update(
                 Text(
                     "confirmed latency: not built yet (the algedonic broadcast with "
                     "confirmations is not in this node); signals below are unconfirmed",
@@ -68,13 +74,27 @@ class AlgedonicPanel(Vertical):
                 )
             )
         out: dict[str, list[Any]] = {}
-        for line in list(signals)[-8:][::-1]:
-            data = line.data
-            out[f"{line.at}-{line.source}-{line.event_type}"] = [
-                time.strftime("%H:%M:%S", time.localtime(line.at)),
-                line.event_type,
+        reported = recent(report) if isinstance(report, dict) else None
+        if reported is not None:
+            for i, sig in enumerate(reported[-8:][::-1]):
+                out[f"{i}-{sig.get('id', '')}"] = [
+                    str(sig.get("at", sig.get("time", "-"))),
+                    str(sig.get("type", "-")),
+                    str(sig.get("severity", "-")),
+                    str(sig.get("source", "-")),
+                    str(sig.get("directive", "-")),
+                    str(sig.get("status", sig.get("confirmed", "-"))),
+                    fmt(sig.get("latency_ms"), ".1f"),
+                ]
+            sync_table(self.query_one(DataTable), out)
+            return
+        for seen in list(signals)[-8:][::-1]:
+            data = seen.data
+            out[f"{seen.at}-{seen.source}-{seen.event_type}"] = [
+                time.strftime("%H:%M:%S", time.localtime(seen.at)),
+                seen.event_type,
                 str(data.get("severity", "-")),
-                line.source,
+                seen.source,
                 str(data.get("directive", "-")),
                 str(data.get("confirmed", "unconfirmed")),
                 fmt(data.get("latency_ms"), ".1f"),

@@ -39,7 +39,8 @@ class HeaderBar(Static):
         up = sum(1 for st in peers.values() if st.get("connected"))
         role = topo.get("role", "?")
         if role == "member":
-            role = "degraded" if part.get("degraded") else "primary"
+            # the partition status names the role once degraded mode reports it
+            role = part.get("role") or ("degraded" if part.get("degraded") else "primary")
         status = part.get("status", "?")
         hlc = snap["peers"].get("hlc") if isinstance(snap.get("peers"), dict) else None
         text.append(f" {topo.get('node')} ", style="bold reverse")
@@ -48,6 +49,8 @@ class HeaderBar(Static):
         text.append(role, style="bold " + (colour(self.app, "error") if role == "degraded" else ""))
         text.append(f"  strategy {part.get('strategy', '?')}  partition ")
         text.append(status, style="bold " + colour(self.app, STATUS_LEVEL.get(status, "")))
+        if part.get("epoch") is not None:
+            text.append(f"  epoch {part['epoch']}")
         if paused:
             text.append("  PAUSED", style="bold reverse")
         text.append(f"\n HLC {hlc or '-'}")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import trio.testing
 from consoletest import SIZE, demo_app, full_mesh, press, rows, status, text_of, until
 from textual.command import CommandPalette
+from textual.widgets import Log
 
 from console.app import make_app
 from console.screens.confirm import ConfirmScreen
@@ -16,9 +18,10 @@ from console.screens.help import HelpScreen
 from console.screens.pick import PickScreen
 from console.screens.resolve import ResolveScreen
 from console.session import Session
+from console.widgets.eventlog import EventLog
 from console.widgets.variety import SHORT, level_of
 from node.config import NodeConfig
-from node.errors import EscalationError
+from node.errors import EscalationError, NotBuiltError
 from node.sim import SimNetwork
 
 
@@ -280,5 +283,77 @@ def test_shipped_themes_include_high_contrast() -> None:
             assert app.theme_errors == []
             assert {"vsm-dark", "vsm-light", "vsm-high-contrast"} <= set(app.available_themes)
             assert app.theme_variables["background"].upper() == "#000000"
+
+    asyncio.run(main())
+
+
+def test_filter_and_pause() -> None:
+    async def main() -> None:
+        app = demo_app(2, load_scale=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: full_mesh(app))
+            await press(pilot, "slash", *"vsm.detector", "enter")
+            events = app.query_one("#events", EventLog)
+            assert events.filter == "vsm.detector"
+            app.refresh_panels()
+            lines = [str(line) for line in app.query_one("#eventlog", Log).lines]
+            assert lines and all("vsm.detector" in line for line in lines)
+            await press(pilot, "slash", "escape")
+            assert events.filter == ""
+            await press(pilot, "space")
+            assert app.paused and "PAUSED" in text_of(app, "#header")
+            frozen = app.snap
+            app.refresh_panels()
+            assert app.snap is frozen  # no new snapshot while paused
+            await press(pilot, "space")
+            assert not app.paused and app.snap is not frozen
+
+    asyncio.run(main())
+
+
+def test_panels_light_up_when_the_node_reports_more() -> None:
+    """Parts another subsystem will fill: absent, the panel says so; present, it shows them."""
+
+    async def main() -> None:
+        app = demo_app(2)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: full_mesh(app))
+            assert app.session.demo is not None
+            node = app.session.demo.nodes["n1"]
+            report = node.health_report
+
+            def with_algedonic() -> dict[str, Any]:
+                return {
+                    **report(),
+                    "algedonic": {
+                        "latency_p50_ms": 3.0,
+                        "latency_p99_ms": 9.5,
+                        "recent": [
+                            {
+                                "type": "viability_threat",
+                                "severity": "critical",
+                                "source": "n2",
+                                "status": "confirmed",
+                                "latency_ms": 4.25,
+                            },
+                        ],
+                    },
+                }
+
+            def not_yet() -> dict[str, Any]:
+                raise NotBuiltError("peer details are not built yet")
+
+            node.health_report = with_algedonic  # type: ignore[method-assign]
+            node.peer_report = not_yet  # type: ignore[method-assign]
+            app.refresh_panels()
+            await pilot.pause()
+            assert "p50 3.0 ms, p99 9.5 ms" in text_of(app, "#algedonic-latency")
+            row = rows(app, "#algedonic-table")[0]
+            assert row[1:4] == ["viability_threat", "critical", "n2"]
+            assert row[5:] == ["confirmed", "4.2"]
+            assert "breaker details: peer details are not built yet" in text_of(
+                app, "#breaker-note"
+            )
+            assert [r[0] for r in rows(app, "#breaker-table")] == ["n2"]
 
     asyncio.run(main())
