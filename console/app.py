@@ -224,6 +224,8 @@ class ConsoleApp(App[int]):
             return
         snap = self.session.snapshot()
         self.snap = snap
+        # A killed or restarting node: the panels keep its last figures, dimmed.
+        base.set_class(not snap["running"], "stale")
         header.show(snap)
         base.query_one(VarietyPanel).show(snap)
         base.query_one(BreakerPanel).show(snap)

@@ -77,4 +77,4 @@ def sync_table(table: Any, rows: dict[str, list[Any]]) -> None:
             if str(before) != str(after) or getattr(before, "style", None) != getattr(
                 after, "style", None
             ):
-                table.update_cell(key, column, after)
+                table.update_cell(key, column, after, update_width=True)

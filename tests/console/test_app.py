@@ -173,6 +173,13 @@ def test_fault_keys_drive_the_simulated_network() -> None:
             await until(pilot, lambda: "n3" not in demo.nodes)
             app.refresh_panels()
             assert "n3 killed" in text_of(app, "#header")
+            await press(pilot, "v", "3")  # view the dead node: said so, figures dimmed
+            app.refresh_panels()
+            assert "not running" in text_of(app, "#header")
+            assert app.screen_stack[0].has_class("stale")
+            await press(pilot, "v", "1")
+            app.refresh_panels()
+            assert not app.screen_stack[0].has_class("stale")
             await press(pilot, "k", "3")
             await until(pilot, lambda: full_mesh(app))
             await press(pilot, "v", "2")
