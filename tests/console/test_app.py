@@ -364,3 +364,31 @@ def test_panels_light_up_when_the_node_reports_more() -> None:
             assert [r[0] for r in rows(app, "#breaker-table")] == ["n2"]
 
     asyncio.run(main())
+
+
+def test_one_way_link_and_strategy_switch() -> None:
+    async def main() -> None:
+        app = demo_app(3)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: full_mesh(app))
+            demo = app.session.demo
+            assert demo is not None
+            await press(pilot, "o", "1", "3")
+            await until(pilot, lambda: bool(demo.nodes["n1"].partition_status()["asymmetric"]))
+            app.refresh_panels()
+            assert "one-way:" in text_of(app, "#partition-body")
+            await press(pilot, "H")
+            await until(pilot, lambda: full_mesh(app))
+            await press(pilot, "t", "4")  # manual: every node restarted with it
+            await until(
+                pilot,
+                lambda: (
+                    not demo.restarting
+                    and full_mesh(app)
+                    and all(n.config.strategy == "manual" for n in demo.nodes.values())
+                ),
+            )
+            app.refresh_panels()
+            assert "strategy manual" in text_of(app, "#header")
+
+    asyncio.run(main())
