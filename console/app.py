@@ -89,22 +89,22 @@ class ConsoleCommands(Provider):
         app = self.app
         assert isinstance(app, ConsoleApp)
         return [
-            (f"{desc} [{KEY_NAMES.get(key, key)}]", action, desc)
+            (desc, action, f"key: {KEY_NAMES.get(key, key)}")
             for key, action, desc, demo in ACTIONS
             if not demo or app.session.demo is not None
         ]
 
     async def discover(self) -> Hits:
-        for title, action, desc in self._commands():
-            yield DiscoveryHit(Text(title), partial(self.app.run_action, action), help=desc)
+        for title, action, keys in self._commands():
+            yield DiscoveryHit(Text(title), partial(self.app.run_action, action), help=keys)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for title, action, desc in self._commands():
+        for title, action, keys in self._commands():
             score = matcher.match(title)
             if score > 0:
                 yield Hit(
-                    score, matcher.highlight(title), partial(self.app.run_action, action), help=desc
+                    score, matcher.highlight(title), partial(self.app.run_action, action), help=keys
                 )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import trio.testing
 from consoletest import SIZE, demo_app, full_mesh, press, rows, status, text_of, until
-from textual.command import CommandPalette
+from textual.command import CommandList, CommandPalette
 from textual.widgets import Log
 
 from console.app import make_app
@@ -136,6 +136,20 @@ def test_help_palette_and_quit_stops_the_nodes() -> None:
             await press(pilot, "escape")
             await press(pilot, "ctrl+p")
             assert isinstance(app.screen, CommandPalette)
+            await press(pilot, *"flood")
+            hits = app.screen.query_one(CommandList)
+            await until(pilot, lambda: hits.option_count > 0)
+            first = hits.get_option_at_index(0).prompt
+            assert "flood S1 from the viewed node" in str(first) and "key: f" in str(first)
+            await press(pilot, "enter")  # runs the action, as the key would
+            assert app.session.demo is not None and "n1" in app.session.demo.flood_until
+            await press(pilot, "ctrl+p", *"theme")
+            found = app.screen.query_one(CommandList)
+
+            def prompts() -> list[str]:
+                return [str(found.get_option_at_index(i).prompt) for i in range(found.option_count)]
+
+            await until(pilot, lambda: any("Change the current theme" in p for p in prompts()))
             await press(pilot, "escape")
             await pilot.pause()
             assert not isinstance(app.screen, CommandPalette)
