@@ -50,7 +50,7 @@ class AlgedonicPanel(Vertical):
 
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns(
-            "time", "type", "severity", "source", "directive", "confirmed", "latency"
+            "time", "type", "sev", "from", "directive", "confirmed", "ms"
         )
 
     def show(self, snap: dict[str, Any], signals: list[Any]) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.color import Color, ColorParseError
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
@@ -16,13 +17,14 @@ from console.widgets.common import colour, fmt, sync_table
 HISTORY_S = 180.0  # what the plot shows: the last three minutes
 PLOT_EVERY_S = 1.0  # plotext redraws are the costly part; once a second is enough
 THRESHOLDS = (0.5, 0.8)
+# Plot colours by channel, as theme variables (plotext wants RGB tuples).
 COLOURS = {
-    "s5_policy": "magenta",
-    "s4_intelligence": "blue",
-    "s3_control": "cyan",
-    "s2_coordination": "green",
-    "s1_operational": "yellow",
-    "general": "white",
+    "s5_policy": "secondary",
+    "s4_intelligence": "accent",
+    "s3_control": "primary",
+    "s2_coordination": "success",
+    "s1_operational": "warning",
+    "general": "foreground",
 }
 SHORT = {
     "algedonic": "alg",
@@ -104,6 +106,12 @@ class VarietyPanel(Vertical):
             ]
         sync_table(self.query_one(DataTable), out)
 
+    def _rgb(self, name: str) -> tuple[int, int, int]:
+        try:
+            return Color.parse(colour(self.app, name)).rgb
+        except ColorParseError:
+            return (128, 128, 128)
+
     def _plot(self, wall: float) -> None:
         widget = self.query_one(PlotextPlot)
         plt = widget.plt
@@ -117,9 +125,11 @@ class VarietyPanel(Vertical):
                 if name == "algedonic":
                     continue  # unlimited: always 0
                 ys = [s.get(name, 0.0) for _, s in self.samples]
-                plt.plot(xs, ys, label=SHORT[name], marker="braille", color=COLOURS[name])
-            plt.hline(THRESHOLDS[0], "orange")
-            plt.hline(THRESHOLDS[1], "red")
+                plt.plot(
+                    xs, ys, label=SHORT[name], marker="braille", color=self._rgb(COLOURS[name])
+                )
+            plt.hline(THRESHOLDS[0], self._rgb("pressure-moderate"))
+            plt.hline(THRESHOLDS[1], self._rgb("pressure-high"))
             plt.yticks([0.0, *THRESHOLDS, 1.0])
             plt.xlim(-HISTORY_S, 0)
         widget.refresh()
