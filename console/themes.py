@@ -89,7 +89,8 @@ def to_textual(spec: ThemeSpec) -> Any:
             Color.parse(value)
         except ColorParseError as exc:
             raise ValueError(f"{field} {value!r} is not a colour") from exc
-    return Theme(name=spec.name, dark=spec.dark, variables=dict(spec.variables), **spec.colors)
+    colors: dict[str, Any] = dict(spec.colors)
+    return Theme(name=spec.name, dark=spec.dark, variables=dict(spec.variables), **colors)
 
 
 def register_themes(app: Any, directory: Path | None = None) -> list[str]:

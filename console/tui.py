@@ -3,7 +3,7 @@
 No flags: the TUI with an embedded node, configured exactly as ``--daemon``
 would be (defaults < ``--config`` < ``VSM_*`` < flags); ``--seeds HOST:PORT
 --role observer`` joins running daemons as an observer. ``--demo N``: N nodes
-on the simulated network (the node flags do not apply there).
+on the simulated network (of the node flags only ``--strategy`` applies there).
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def main(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         return EXIT_USAGE
     if args.demo is not None:
         try:
-            session = Session(demo=DemoOptions(nodes=args.demo))
+            options = DemoOptions(nodes=args.demo, strategy=args.strategy or "static_quorum")
+            session = Session(demo=options)
         except ValueError as exc:
             print(f"vsm-console: {exc}", file=sys.stderr)
             return EXIT_USAGE
