@@ -66,7 +66,7 @@ class RingHandler(logging.Handler):
     """Keeps the node's log records in a bounded ring instead of writing to the terminal."""
 
     def __init__(self, ring: deque[LogLine]) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.DEBUG)
         self.ring = ring
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -150,7 +150,8 @@ class Session:
         # Nothing may reach the terminal under the TUI (logging's last-resort
         # handler writes warnings to stderr when no handler is configured).
         vsm.propagate = False
-        vsm.setLevel(logging.INFO)
+        level = self.config.log_level.upper() if self.config is not None else "INFO"
+        vsm.setLevel(getattr(logging, level, logging.INFO))
         send, receive = trio.open_memory_channel[tuple[Any, tuple[Any, ...], Done | None]](
             COMMAND_QUEUE
         )
