@@ -182,7 +182,8 @@ class ConsoleApp(App[int]):
 
     async def _trio_main(self) -> None:
         with self._scope:
-            await self.session.run(on_ready=self.refresh_panels)
+            # on the UI's side: a panel's bug must not take the node down
+            await self.session.run(on_ready=lambda: self.call_later(self.refresh_panels))
 
     def _trio_done(self, result: outcome.Outcome[Any]) -> None:
         if self._done is not None and not self._done.done():

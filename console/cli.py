@@ -7,6 +7,7 @@ nothing here draws a fake screen.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -15,10 +16,6 @@ from console import __version__
 
 EXIT_NOT_BUILT = 2
 EXIT_CONFIG = 2
-
-NOT_BUILT = {
-    "ctl": "the control-socket client (ctl) is not built yet",
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,9 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--discovery", choices=["static", "gossip", "dns"])
     node.add_argument("--data-dir", metavar="PATH")
     node.add_argument("--log-level", choices=["debug", "info", "warning", "error", "critical"])
+    ops = parser.add_argument_group("daemon")
+    ops.add_argument(
+        "--control",
+        metavar="PATH",
+        help="control socket for ctl (default: $XDG_RUNTIME_DIR/vsm-console/<node>.sock, "
+        "else in the data dir, else /tmp/vsm-console-<uid>/<node>.sock)",
+    )
+    ops.add_argument("--no-control", action="store_true", help="serve no control socket")
+    ops.add_argument("--metrics", metavar="HOST:PORT", help="serve /metrics and /healthz here")
+    ops.add_argument(
+        "--quorum-size", type=int, metavar="N", help="static_quorum: members a side needs"
+    )
+    ops.add_argument("--log-format", choices=["text", "json"], help="log lines (default text)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     ctl = sub.add_parser("ctl", help="talk to a running node's control socket")
     ctl.add_argument("ctl_args", nargs=argparse.REMAINDER, help="control command and arguments")
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    check = config_sub.add_parser(
+        "check", help="validate a TOML file without starting anything; every problem, exit 1 if any"
+    )
+    check.add_argument("file", metavar="FILE")
     return parser
 
 
@@ -86,38 +102,65 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "discovery": args.discovery,
         "data_dir": args.data_dir,
         "log_level": args.log_level,
+        "control_socket": args.control,
+        "metrics_listen": args.metrics,
+        "quorum_size": args.quorum_size,
+        "log_format": args.log_format,
     }
     if args.seeds:
         out["seeds"] = [s.strip() for s in args.seeds.split(",") if s.strip()]
     return {k: v for k, v in out.items() if v is not None}
 
 
+def refuse_bad_cookie_source(args: argparse.Namespace) -> bool:
+    """A cookie file from a flag or VSM_COOKIE_FILE gets the same checks as one in a file."""
+    from console.configcheck import refuse_bad_cookie_file
+
+    if args.cookie_file:
+        return refuse_bad_cookie_file(args.cookie_file, "--cookie-file")
+    env_file = os.environ.get("VSM_COOKIE_FILE")
+    if env_file and not args.cookie:
+        return refuse_bad_cookie_file(env_file, "VSM_COOKIE_FILE")
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["ctl"]:  # ctl has its own parser (see console/ctl.py)
+        from console import ctl as ctl_client
+
+        return ctl_client.main(argv[1:])
     args = build_parser().parse_args(argv)
-    if args.command == "ctl":
-        part = "ctl"
-    elif args.daemon:
+    if args.command == "config":
+        from console import configcheck
+
+        return configcheck.main(args.file)
+    if args.command == "ctl":  # after other options: `vsm-console --name a ctl topology`
+        from console import ctl as ctl_client
+
+        where = ["--control", args.control] if args.control else []
+        if not where and args.name:
+            where = ["--name", args.name]
+        return ctl_client.main([*where, *args.ctl_args])
+    if args.daemon:
         from console import daemon
+        from console.configcheck import refuse_bad_file
         from node.config import load_config
         from node.errors import ConfigError
 
+        if args.config and refuse_bad_file(args.config):
+            return EXIT_CONFIG
+        if refuse_bad_cookie_source(args):
+            return EXIT_CONFIG
         try:
             config = load_config(args.config, overrides=overrides(args))
         except ConfigError as exc:
             print(f"vsm-console: bad configuration: {exc}", file=sys.stderr)
             return EXIT_CONFIG
-        return daemon.main(config)
-    else:
-        from console import tui
+        return daemon.main(config, control=not args.no_control)
+    from console import tui
 
-        return tui.main(args, overrides(args))
-    print(f"vsm-console: {NOT_BUILT[part]}.", file=sys.stderr)
-    print(
-        "Built so far: the node (replication, variety control, partition detection) and "
-        "--daemon; see README.md for the roadmap.",
-        file=sys.stderr,
-    )
-    return EXIT_NOT_BUILT
+    return tui.main(args, overrides(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

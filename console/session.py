@@ -19,7 +19,9 @@ append per event and the UI reads at most the ring's length.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -33,6 +35,8 @@ from console.snapshot import collect
 from node.config import NodeConfig
 from node.core.events import Channel, Event
 from node.node import Node, Subscription, open_node
+from node.runtime.control import ControlServer, bind_control
+from node.runtime.metrics import MetricsServer, open_metrics_listeners
 
 EVENT_RING = 500
 LOG_RING = 300
@@ -89,11 +93,13 @@ class Session:
         *,
         demo: DemoOptions | None = None,
         transport: Any = None,
+        control: str | None = None,
     ) -> None:
         if (config is None) == (demo is None):
             raise ValueError("a session needs either a node config or demo options")
         self.config = config
         self.transport = transport
+        self.control = control  # control socket path (ctl), as the daemon serves it
         self.demo = DemoCluster(demo) if demo is not None else None
         self.viewed = (
             self.demo.names[0] if self.demo is not None else (config.name if config else "")
@@ -177,15 +183,36 @@ class Session:
             vsm.setLevel(saved[1])
 
     async def _run_node(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        assert self.config is not None
-        NODE_NAME.set(self.config.name)
-        async with open_node(self.config, transport=self.transport) as node:
-            self._node = node
-            try:
-                task_status.started()
-                await trio.sleep_forever()
-            finally:
-                self._node = None
+        """The embedded node, with the control socket and /metrics the daemon would serve."""
+        config = self.config
+        assert config is not None
+        NODE_NAME.set(config.name)
+        control = await bind_control(self.control) if self.control else None
+        try:
+            metrics = (
+                await open_metrics_listeners(config.metrics_listen)
+                if config.metrics_listen
+                else None
+            )
+            async with open_node(config, transport=self.transport) as node:
+                self._node = node
+                try:
+                    async with trio.open_nursery() as nursery:
+                        if control is not None:
+                            await nursery.start(ControlServer(node).serve, control)
+                            control = None  # served: the server closes and removes it
+                        if metrics is not None:
+                            await nursery.start(MetricsServer(node).serve, metrics)
+                        task_status.started()
+                        await trio.sleep_forever()
+                finally:
+                    self._node = None
+        finally:
+            if control is not None:  # bound but never served
+                with trio.CancelScope(shield=True):
+                    await control.aclose()
+                with contextlib.suppress(OSError):
+                    os.unlink(str(self.control))
 
     async def _command(self, fn: Any, args: tuple[Any, ...], done: Done | None) -> None:
         try:

@@ -1,7 +1,8 @@
 """``vsm-console`` and ``vsm-console --demo [N]``: build the session, run the app.
 
 No flags: the TUI with an embedded node, configured exactly as ``--daemon``
-would be (defaults < ``--config`` < ``VSM_*`` < flags); ``--seeds HOST:PORT
+would be (defaults < ``--config`` < ``VSM_*`` < flags), serving the same control
+socket (``ctl``) and, if configured, ``/metrics``; ``--seeds HOST:PORT
 --role observer`` joins running daemons as an observer. ``--demo N``: N nodes
 on the simulated network (of the node flags only ``--strategy`` applies there).
 """
@@ -27,7 +28,9 @@ def known_themes() -> set[str]:
 
 def main(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     from console.app import make_app
-    from console.daemon import unbuilt_parts
+    from console.cli import refuse_bad_cookie_source
+    from console.configcheck import refuse_bad_file
+    from console.daemon import control_path
     from console.session import Session
     from node.config import load_config
     from node.errors import ConfigError
@@ -44,17 +47,17 @@ def main(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
             print(f"vsm-console: {exc}", file=sys.stderr)
             return EXIT_USAGE
     else:
+        if args.config and refuse_bad_file(args.config):
+            return EXIT_USAGE
+        if refuse_bad_cookie_source(args):
+            return EXIT_USAGE
         try:
             config = load_config(args.config, overrides=overrides)
         except ConfigError as exc:
             print(f"vsm-console: bad configuration: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        missing = unbuilt_parts(config)
-        if missing:
-            for part in missing:
-                print(f"vsm-console: not built yet: {part}", file=sys.stderr)
-            return EXIT_USAGE
-        session = Session(config)
+        control = None if args.no_control else control_path(config)
+        session = Session(config, control=control)
     app = make_app(session, theme=args.theme)
     code = app.run()
     return int(app.return_code if app.return_code is not None else (code or 0))

@@ -31,6 +31,7 @@ import attrs
 from node.core.events import DEFAULT_MAX_HOPS, Channel, check_event_type
 from node.core.hlc import DEFAULT_MAX_OFFSET_MS, MAX_NODE_NAME
 from node.core.phi import DEFAULT_ACCEPTABLE_HEARTBEAT_PAUSE_MS, DEFAULT_THRESHOLD, MAX_PHI
+from node.core.variety import check_capacity, check_quota
 from node.core.wire import DEFAULT_MAX_FRAME, MAX_BATCH
 from node.errors import ConfigError, InvalidMessageError
 
@@ -50,7 +51,11 @@ DEFAULT_BACKLOG_SIZE = 10_000
 DEFAULT_LANE_SIZE = 10_000
 DEFAULT_DEDUP_SIZE = 10_000
 DEFAULT_BATCH_MAX = 256
-DEFAULT_BATCH_DELAY_S = 0.002
+DEFAULT_ALGEDONIC_QUEUE_SIZE = 1_000
+DEFAULT_SEND_WINDOW = 1_024
+DEFAULT_SEND_HIGH_WATER = 5_000
+DEFAULT_SEND_LOW_WATER = 2_500
+DEFAULT_SEND_TIMEOUT_S = 30.0
 DEFAULT_HANDSHAKE_TIMEOUT_S = 5.0
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_WRITE_TIMEOUT_S = 5.0
@@ -61,6 +66,8 @@ STRATEGIES: Final = ("static_quorum", "dynamic_weights", "vsm_health", "manual")
 ROLES: Final = ("member", "observer")
 DISCOVERIES: Final = ("static", "gossip", "dns")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+DEFAULT_LOG_FORMAT = "text"
+LOG_FORMATS: Final = ("text", "json")
 #: Hosts meaning "every interface" (the same set ``node.sim`` accepts). ``*``
 #: asks the real transport for every address family (dual stack).
 WILDCARD_HOSTS: Final = frozenset({"*", "0.0.0.0", "::"})
@@ -165,10 +172,11 @@ def _address(field: str, value: object, *, dial: bool) -> None:
     try:
         host, port = parse_address(value)  # type: ignore[arg-type]
     except ConfigError as exc:
-        raise ConfigError(f"{field}: {exc}") from None
+        raise ConfigError(f"{field}: {exc}", key=field) from None
     if dial and (port == 0 or host in WILDCARD_HOSTS):
         raise ConfigError(
-            f"{field}: {value!r} cannot be dialled (needs a real host and a port other than 0)"
+            f"{field}: {value!r} cannot be dialled (needs a real host and a port other than 0)",
+            key=field,
         )
 
 
@@ -184,7 +192,7 @@ def _address_field(default: str | None, *, dial: bool) -> Any:
 
 
 def _invalid(field: str, expected: str, value: object) -> NoReturn:
-    raise ConfigError(f"{field} must be {expected}, got {value!r:.80}")
+    raise ConfigError(f"{field} must be {expected}, got {value!r:.80}", key=field)
 
 
 def _number(
@@ -288,9 +296,9 @@ def _channel_items(field: str, value: object) -> Iterator[tuple[Channel, object]
         try:
             channel = Channel.parse(key)
         except ConfigError as exc:
-            raise ConfigError(f"{field}: {exc}") from None
+            raise ConfigError(f"{field}: {exc}", key=field) from None
         if channel in seen:
-            raise ConfigError(f"{field}: channel {channel.value!r} given twice")
+            raise ConfigError(f"{field}: channel {channel.value!r} given twice", key=field)
         seen.add(channel)
         yield channel, item
 
@@ -298,29 +306,20 @@ def _channel_items(field: str, value: object) -> Iterator[tuple[Channel, object]
 def _quotas(value: Mapping[str, float | None] | None) -> Mapping[str, float | None] | None:
     if value is None:
         return None
-    out: dict[str, float | None] = {}
-    for channel, quota in _channel_items("quotas", value):
-        where = f"quotas.{channel.value}"
-        if quota is None:
-            out[channel.value] = None
-            continue
-        if channel is Channel.ALGEDONIC:
-            raise ConfigError(f"{where}: algedonic bypasses every limit; its quota cannot be set")
-        out[channel.value] = _number(where, quota, minimum=0.0, exclusive=False)
-    return FrozenMap(out)
+    # The rules live in node.core.variety (one place); the config only applies them.
+    return FrozenMap(
+        (channel.value, check_quota(channel, quota))
+        for channel, quota in _channel_items("quotas", value)
+    )
 
 
 def _capacities(value: Mapping[str, float] | None) -> Mapping[str, float] | None:
     if value is None:
         return None
-    out: dict[str, float] = {}
-    for channel, capacity in _channel_items("capacities", value):
-        where = f"capacities.{channel.value}"
-        if channel is Channel.ALGEDONIC:
-            raise ConfigError(f"{where}: algedonic bypasses every limit; it has no capacity")
-        # At least one token, or the bucket could never admit a single event.
-        out[channel.value] = _number(where, capacity, minimum=1.0, exclusive=False)
-    return FrozenMap(out)
+    return FrozenMap(
+        (channel.value, check_capacity(channel, capacity))
+        for channel, capacity in _channel_items("capacities", value)
+    )
 
 
 def _event_types(value: Mapping[str, str]) -> Mapping[str, str]:
@@ -332,7 +331,7 @@ def _event_types(value: Mapping[str, str]) -> Mapping[str, str]:
             check_event_type(event_type)
             out[event_type] = Channel.parse(channel).value
         except (ConfigError, InvalidMessageError) as exc:
-            raise ConfigError(f"event_types: {exc}") from None
+            raise ConfigError(f"event_types: {exc}", key="event_types") from None
     return FrozenMap(out)
 
 
@@ -409,7 +408,8 @@ class TlsConfig:
         if self.require_client_cert and self.ca is None:
             raise ConfigError(
                 "tls.require_client_cert needs tls.ca: client certificates are "
-                "verified against that CA, never the system trust store"
+                "verified against that CA, never the system trust store",
+                key="tls.require_client_cert",
             )
         hostname = self.server_hostname
         if hostname is not None and (not isinstance(hostname, str) or not hostname):
@@ -458,7 +458,11 @@ class NodeConfig:
     lane_size: int = _count(DEFAULT_LANE_SIZE, minimum=1)
     dedup_size: int = _count(DEFAULT_DEDUP_SIZE, minimum=1)
     batch_max: int = _count(DEFAULT_BATCH_MAX, minimum=1, maximum=MAX_BATCH)
-    batch_delay_s: float = _real(DEFAULT_BATCH_DELAY_S, exclusive=False)
+    algedonic_queue_size: int = _count(DEFAULT_ALGEDONIC_QUEUE_SIZE, minimum=1)
+    send_window: int = _count(DEFAULT_SEND_WINDOW, minimum=1)
+    send_high_water: int = _count(DEFAULT_SEND_HIGH_WATER, minimum=1)
+    send_low_water: int = _count(DEFAULT_SEND_LOW_WATER, minimum=0)
+    send_timeout_s: float = _real(DEFAULT_SEND_TIMEOUT_S)
     handshake_timeout_s: float = _real(DEFAULT_HANDSHAKE_TIMEOUT_S)
     connect_timeout_s: float = _real(DEFAULT_CONNECT_TIMEOUT_S)
     write_timeout_s: float = _real(DEFAULT_WRITE_TIMEOUT_S)
@@ -468,6 +472,7 @@ class NodeConfig:
     control_socket: str | None = _optional_text(max_bytes=MAX_SOCKET_PATH)
     metrics_listen: str | None = _address_field(None, dial=False)
     log_level: str = _choice(DEFAULT_LOG_LEVEL, LOG_LEVELS, lower=True)
+    log_format: str = _choice(DEFAULT_LOG_FORMAT, LOG_FORMATS, lower=True)
 
     def __attrs_post_init__(self) -> None:
         # Checks that need no other field run as attrs validators; these span fields
@@ -476,14 +481,21 @@ class NodeConfig:
             kind = "empty" if self.cookie == "" else type(self.cookie).__name__
             raise ConfigError(
                 f"cookie must be a non-empty string (got {kind}): set VSM_COOKIE, "
-                "VSM_COOKIE_FILE or cookie / cookie_file in the config file"
+                "VSM_COOKIE_FILE or cookie / cookie_file in the config file",
+                key="cookie",
             )
         if self.tls is not None and not isinstance(self.tls, TlsConfig):
             _invalid("tls", "a TlsConfig or None", self.tls)
+        if not self.send_low_water < self.send_high_water:
+            raise ConfigError(
+                f"send_low_water {self.send_low_water} must be below "
+                f"send_high_water {self.send_high_water}"
+            )
         if self.reconnect_max_s < self.reconnect_base_s:
             raise ConfigError(
                 f"reconnect_max_s {self.reconnect_max_s:g} must be >= "
-                f"reconnect_base_s {self.reconnect_base_s:g}"
+                f"reconnect_base_s {self.reconnect_base_s:g}",
+                key="reconnect_max_s",
             )
 
     @property
@@ -528,7 +540,7 @@ ENV_VARS: Final[Mapping[str, str]] = FrozenMap(
     for key in (
         *("name", "cluster", "listen", "advertise", "seeds", "cookie", "cookie_file"),
         *("strategy", "role", "data_dir", "discovery", "control_socket", "metrics_listen"),
-        "log_level",
+        *("log_level", "log_format"),
     )
 )
 FIELDS: Final = tuple(field.name for field in attrs.fields(NodeConfig))
@@ -588,9 +600,9 @@ def load_config(
     except ConfigError as exc:
         match = _FIELD_RE.match(str(exc))
         origin_of = sources.get(match.group(0)) if match else None
-        if origin_of is None:
+        if match is None or origin_of is None:
             raise
-        raise ConfigError(f"{exc} (from {origin_of})") from exc
+        raise ConfigError(f"{exc} (from {origin_of})", key=exc.key or match.group(0)) from exc
 
 
 def _from_file(path: Path) -> tuple[dict[str, Any], dict[str, str]]:

@@ -16,7 +16,15 @@ class VsmError(Exception):
 
 
 class ConfigError(VsmError, ValueError):
-    """A setting is invalid (bad config file, flag, env var or argument)."""
+    """A setting is invalid (bad config file, flag, env var or argument).
+
+    ``key`` names the setting (``"quotas.s1_operational"``) when known, so
+    callers never recover it from the message text.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class NotBuiltError(VsmError, NotImplementedError):
@@ -24,6 +32,41 @@ class NotBuiltError(VsmError, NotImplementedError):
 
     Raised instead of returning made-up numbers.
     """
+
+
+# --- local misuse of the API (our caller's fault, not a peer's) ---------------
+
+
+class InvalidEventError(VsmError, ValueError):
+    """An event type or payload given to ``publish``/``send`` is not acceptable.
+
+    The local counterpart of InvalidMessageError, which is kept for what a
+    peer sent (h11's LocalProtocolError / RemoteProtocolError split).
+    """
+
+
+# --- delivery --------------------------------------------------------------------
+
+
+class BackpressureTimeout(VsmError, TimeoutError):
+    """``send()`` or ``flush()`` waited longer than allowed for peers to catch up."""
+
+
+class ConnectionClosedError(VsmError):
+    """A stream ended or broke (not a protocol violation)."""
+
+
+class ListenError(VsmError, OSError):
+    """This node cannot listen where it was told to (in use, not local, unresolvable).
+
+    The message names the address and the cause in one line; it is a setting
+    or the host's state, never worth a restart (the node's supervisor gives up
+    at once). An ``OSError`` too, for callers that catch socket errors.
+    """
+
+
+class TelemetryError(VsmError, ValueError):
+    """Telemetry misuse: a handler id attached twice, an event name that is not a tuple."""
 
 
 # --- clocks ----------------------------------------------------------------

@@ -21,16 +21,31 @@ from node.config import NodeConfig
 from node.core.events import Channel, Classifier, Event, check_data, check_event_type
 from node.core.hlc import HLC
 from node.core.variety import VarietyManager, pressure_level
-from node.errors import ConfigError, NotBuiltError
+from node.errors import (
+    ConfigError,
+    InvalidEventError,
+    ListenError,
+    NotBuiltError,
+    ProtocolError,
+)
 from node.runtime.bridge import ClusterBridge
 from node.runtime.detector import PartitionDetector
 from node.runtime.discovery import DEFAULT_GOSSIP_GROUP, DEFAULT_GOSSIP_PORT, make_discovery
 from node.runtime.supervisor import Component, Supervisor
 from node.runtime.transport import make_transport
+from node.telemetry import (
+    BREAKER_EVENTS,
+    NODE_CONNECTED,
+    NODE_DISCONNECTED,
+    StateWatcher,
+    Telemetry,
+)
 
 log = logging.getLogger("vsm.node")
 
 Callback = Callable[[Event], None]
+
+_MAX_KNOWN_TYPES = 10_000
 
 
 @attrs.define(eq=False)
@@ -60,7 +75,14 @@ class Node:
         self.variety = VarietyManager(config.quotas, capacities=config.capacities)
         self.transport = transport if transport is not None else make_transport(config)
         self._subs: dict[str | Channel, list[Subscription]] = {}
+        # event type -> (its channel, the callbacks for type, channel and "*"):
+        # one lookup per delivered event; rebuilt when subscriptions change.
+        self._routes: dict[str, tuple[Channel, tuple[Subscription, ...]]] = {}
+        # event types already checked, with their channel (bounded: a producer
+        # inventing types without end must not grow memory without end)
+        self._types: dict[str, Channel] = {}
         self.delivery_errors = 0
+        self.telemetry = Telemetry()
         self.bridge = ClusterBridge(
             config,
             transport=self.transport,
@@ -68,6 +90,8 @@ class Node:
             variety=self.variety,
             deliver=self._dispatch,
             incarnation=self.incarnation,
+            on_peer_change=self._on_peer_change,
+            on_breaker=self._on_breaker,
         )
         self.detector = PartitionDetector(
             config,
@@ -83,11 +107,13 @@ class Node:
         self.supervisor = Supervisor(
             [
                 Component("partition_detector", self.detector.run),
-                Component("variety", self.bridge.run_variety),
+                Component("variety", self.bridge.replication.run_variety),
                 Component("bridge", self.bridge.run),
                 Component("discovery", self._run_discovery),
+                Component("telemetry", self._run_telemetry),
             ],
             on_event=self._on_supervisor_event,
+            permanent=(ListenError,),  # issue 11: a port in use is not worth a restart
         )
 
     # --- pub/sub ------------------------------------------------------------------
@@ -104,36 +130,94 @@ class Node:
         exception in one is logged and counted, never propagated.
         """
         if not isinstance(key, Channel) and key != "*":
-            check_event_type(key)
+            try:
+                check_event_type(key)
+            except ProtocolError as exc:
+                raise InvalidEventError(str(exc)) from None
         sub = Subscription(key, callback, self)
         self._subs.setdefault(key, []).append(sub)
+        self._routes.clear()
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.key, [])
         if sub in subs:
             subs.remove(sub)
+            self._routes.clear()
 
     def publish(self, event_type: str, data: Mapping[str, Any] | None = None) -> Event:
-        """Stamp, deliver locally, and replicate (subject to variety control)."""
-        check_event_type(event_type)
-        payload = check_data({} if data is None else data)
-        event = Event(
-            event_type, self.classify(event_type), dict(payload), self.name, self.hlc.now()
-        )
+        """Stamp, deliver locally, and replicate (subject to variety control).
+
+        Never waits and never raises for a full queue: what a peer's queue
+        cannot hold is counted as dropped (``variety_stats()``). Use
+        :meth:`send` to wait for slow peers instead. InvalidEventError for a
+        bad type or payload.
+        """
+        try:
+            channel = self._types.get(event_type)
+        except TypeError:  # unhashable: not a valid type, the check below says why
+            channel = None
+        try:
+            if channel is None:
+                check_event_type(event_type)
+                channel = self.classify(event_type)
+                if len(self._types) < _MAX_KNOWN_TYPES:
+                    self._types[event_type] = channel
+            payload = check_data({} if data is None else data)
+        except ProtocolError as exc:
+            raise InvalidEventError(str(exc)) from None
+        event = Event(event_type, channel, dict(payload), self.name, self.hlc.now())
         self._dispatch(event)
-        self.bridge.replicate(event)
+        self.bridge.replication.replicate(event)
         return event
 
+    async def send(
+        self,
+        event_type: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the API the issue specifies
+    ) -> Event:
+        """Publish, then wait while the slowest connected member lags behind.
+
+        Returns at once while every connected member's queue (events not yet
+        acknowledged) is at most ``send_high_water``; above it, waits until it
+        is below ``send_low_water``. Observers and unreachable peers never make
+        it wait (their events wait in the backlog). BackpressureTimeout after
+        ``timeout`` seconds (default: the ``send_timeout_s`` setting); the
+        event was published all the same.
+        """
+        event = self.publish(event_type, data)
+        wait = self.config.send_timeout_s if timeout is None else timeout
+        await self.bridge.replication.wait_for_room(wait)
+        return event
+
+    async def flush(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait until every connected peer has acknowledged everything queued for it.
+
+        BackpressureTimeout after ``timeout`` seconds (None: no limit). Peers
+        that are not connected are not waited for.
+        """
+        await self.bridge.replication.flush(timeout)
+
     def _dispatch(self, event: Event) -> None:
+        route = self._routes.get(event.type)
+        if route is None or route[0] is not event.channel:
+            route = self._route(event.type, event.channel)
+        for sub in route[1]:
+            try:
+                sub.callback(event)
+            except Exception:
+                self.delivery_errors += 1
+                log.exception("subscriber to %s failed on %s", sub.key, event.type)
+
+    def _route(self, event_type: str, channel: Channel) -> tuple[Channel, tuple[Subscription, ...]]:
         subs = self._subs
-        for key in (event.type, event.channel, "*"):
-            for sub in subs.get(key, ()):
-                try:
-                    sub.callback(event)
-                except Exception:
-                    self.delivery_errors += 1
-                    log.exception("subscriber to %s failed on %s", sub.key, event.type)
+        found = (*subs.get(event_type, ()), *subs.get(channel, ()), *subs.get("*", ()))
+        route = (channel, found)
+        if channel is self.classify(event_type):
+            self._routes[event_type] = route
+        return route
 
     # --- views ----------------------------------------------------------------------
 
@@ -222,7 +306,7 @@ class Node:
                 ),
                 "round_trip_ms": None,
                 "queued": peer.outbox.queued,
-                "backlog": len(peer.outbox.backlog),
+                "backlog": peer.outbox.backlogged,
                 "health": None if view is None else view.health.get("overall"),
             }
         return {"node": self.name, "hlc": str(self.hlc.last), "peers": peers}
@@ -289,10 +373,37 @@ class Node:
     # --- lifecycle ---------------------------------------------------------------------
 
     def _on_supervisor_event(self, kind: str, name: str, exc: BaseException | None) -> None:
-        if exc is not None:
+        if isinstance(exc, ListenError):  # raised to the caller, which reports it once
+            log.debug("component %s %s: %s", name, kind, exc)
+        elif exc is not None:
             log.error("component %s %s: %r", name, kind, exc)
         else:
             log.debug("component %s %s", name, kind)
+
+    # --- telemetry (issue 11) -------------------------------------------------------------
+
+    def _on_peer_change(self, peer: str, connected: bool) -> None:
+        name = NODE_CONNECTED if connected else NODE_DISCONNECTED
+        self.telemetry.emit(name, {"count": 1}, {"node": self.name, "peer": peer})
+
+    def _on_breaker(self, peer: str, transition: Any) -> None:
+        name = BREAKER_EVENTS.get(str(transition.to_state))
+        if name is not None:
+            meta = {
+                "node": self.name,
+                "peer": peer,
+                "from": str(transition.from_state),
+                "reason": transition.reason,
+            }
+            self.telemetry.emit(name, {"count": 1}, meta)
+
+    async def _run_telemetry(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Emit variety and partition events from state, once per check interval."""
+        watcher = StateWatcher(self.telemetry)
+        task_status.started()
+        while True:
+            await trio.sleep(self.config.check_interval_s)
+            watcher.observe(self.variety.stats(), self.partition_status())
 
     async def _run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await self.supervisor.run(task_status=task_status)

@@ -53,7 +53,8 @@ def test_defaults_are_valid() -> None:
     assert config.max_frame == DEFAULT_MAX_FRAME
     assert config.max_hops == 8
     assert (config.backlog_size, config.lane_size, config.dedup_size) == (10_000,) * 3
-    assert (config.batch_max, config.batch_delay_s) == (256, 0.002)
+    assert (config.batch_max, config.send_window, config.algedonic_queue_size) == (256, 1024, 1000)
+    assert (config.send_high_water, config.send_low_water) == (5000, 2500)
     assert config.heartbeat_interval_s == 1.0
     assert config.phi_threshold == 8.0
     assert config.acceptable_heartbeat_pause_s == 3.0
@@ -174,7 +175,8 @@ BAD_VALUES: list[tuple[str, object]] = [
     ("dedup_size", 0),
     ("batch_max", 0),
     ("batch_max", 1_000_000),
-    ("batch_delay_s", -0.001),
+    ("send_window", 0),
+    ("send_timeout_s", 0),
     ("handshake_timeout_s", 0),
     ("connect_timeout_s", -5),
     ("write_timeout_s", 0),
@@ -493,6 +495,7 @@ def test_every_env_var(tmp_path: Path) -> None:
         "VSM_CONTROL_SOCKET": "/run/vsm.sock",
         "VSM_METRICS_LISTEN": "127.0.0.1:9100",
         "VSM_LOG_LEVEL": "WARNING",
+        "VSM_LOG_FORMAT": "json",
     }
     assert set(env) | {"VSM_COOKIE_FILE"} == set(ENV_VARS)
     config = load_config(env=env)

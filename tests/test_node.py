@@ -7,7 +7,7 @@ import trio
 from vsmtest import config
 
 from node import Channel, Event, NodeConfig, open_node
-from node.errors import ConfigError, InvalidMessageError
+from node.errors import ConfigError, InvalidEventError, InvalidMessageError
 from node.sim import SimNetwork
 
 pytestmark = pytest.mark.trio
@@ -58,16 +58,20 @@ async def test_a_failing_subscriber_is_counted_not_propagated(
 
 
 async def test_bad_publish_and_subscribe_are_refused(autojump_clock: trio.abc.Clock) -> None:
+    # Local misuse is the caller's fault: InvalidEventError, never the
+    # InvalidMessageError kept for what a peer sent.
     net = SimNetwork()
     async with open_node(config("a"), transport=net.transport("a")) as n:
-        with pytest.raises(InvalidMessageError):
+        with pytest.raises(InvalidEventError, match="event type"):
             n.publish("", {})
-        with pytest.raises(InvalidMessageError):
+        with pytest.raises(InvalidEventError, match="must be a map"):
             n.publish("x", ["not", "a", "map"])  # type: ignore[arg-type]
-        with pytest.raises(InvalidMessageError):
+        with pytest.raises(InvalidEventError, match="not msgpack-able"):
             n.publish("x", {"obj": object()})
-        with pytest.raises(InvalidMessageError):
+        with pytest.raises(InvalidEventError):
             n.subscribe("", print)
+        for bad in (InvalidEventError("x"),):
+            assert not isinstance(bad, InvalidMessageError)
 
 
 async def test_views_are_measurements(autojump_clock: trio.abc.Clock) -> None:

@@ -52,7 +52,8 @@ async def wait_for(
 def full_mesh(nodes: dict[str, Node]) -> bool:
     for name, node in nodes.items():
         others = set(nodes) - {name}
-        connected = {p for p, link in node.bridge.peers.items() if link.connected}
+        states = node.topology()["peer_states"]
+        connected = {p for p, state in states.items() if state["connected"]}
         if not others <= connected:
             return False
     return True

@@ -5,11 +5,13 @@ an id is packed into one int below 2**60 whenever it can be (a small int is
 32 bytes), kept in a set, with a fixed ring (a list) for FIFO eviction:
 about 90 bytes an id in all (the ring shares the set's int objects), measured in the tests.
 
-When the memory is full the oldest id is evicted and becomes its source's
-*floor*: anything from that source at or below the floor is treated as
-already seen. Events from one source arrive nearly in HLC order, so the floor
-only refuses real replays, or events so late that a receiver could not tell
-them from replays anyway; those are counted apart (``stale``).
+When the memory is full the oldest id is forgotten. A forgotten id that
+arrives again is delivered again: a receiver must never refuse an event it
+has not delivered, and a floor below which ids count as "seen" would (an
+event held back by channel priority can arrive after many newer ones).
+Events that come straight from their source are deduplicated exactly by link
+sequence numbers (node.core.link); this memory serves copies that arrive by
+other paths (relays, alarms over redundant paths).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ DEFAULT_DEDUP_SIZE = 10_000
 # marked by a bit far above, so the two forms never collide.
 _SRC_BITS, _MS_BITS, _LOG_BITS = 12, 32, 16
 _WIDE = 1 << 200
-_MASK64 = (1 << 64) - 1
 
 
 class Deduplicator:
@@ -31,14 +32,13 @@ class Deduplicator:
 
     __slots__ = (
         "_base",
-        "_floor",
         "_ids",
         "_next",
         "_ring",
         "_source_ids",
         "capacity",
         "duplicates",
-        "stale",
+        "forgotten",
     )
 
     def __init__(self, capacity: int = DEFAULT_DEDUP_SIZE) -> None:
@@ -47,28 +47,22 @@ class Deduplicator:
         self.capacity = capacity
         self._source_ids: dict[str, int] = {}
         self._base: list[int] = []  # per source id: physical ms of its first event
-        self._floor: dict[int, tuple[int, int]] = {}  # source id -> (physical, logical)
         self._ids: set[int] = set()
         self._ring: list[int | None] = [None] * capacity  # the same int objects as _ids
         self._next = 0
         self.duplicates = 0
-        self.stale = 0
+        self.forgotten = 0  # ids evicted to keep the bound
 
     def __len__(self) -> int:
         return len(self._ids)
 
     def seen(self, source: str, hlc: Timestamp) -> bool:
-        """True if this id was seen (or is below its source's floor); else remember it."""
+        """True if this id is remembered; else remember it (evicting the oldest)."""
         sid = self._source_ids.get(source)
         if sid is None:
             sid = self._source_ids[source] = len(self._source_ids)
             self._base.append(hlc.physical)
-        physical, logical = hlc.physical, hlc.logical
-        floor = self._floor.get(sid)
-        if floor is not None and (physical, logical) <= floor:
-            self.stale += 1
-            return True
-        key = self._key(sid, physical, logical)
+        key = self._key(sid, hlc.physical, hlc.logical)
         if key in self._ids:
             self.duplicates += 1
             return True
@@ -77,9 +71,7 @@ class Deduplicator:
         old = ring[slot]
         if old is not None:
             self._ids.discard(old)
-            old_sid, old_stamp = self._unkey(old)
-            if old_stamp > self._floor.get(old_sid, (-1, -1)):
-                self._floor[old_sid] = old_stamp
+            self.forgotten += 1
         ring[slot] = key
         self._next = slot + 1 if slot + 1 < self.capacity else 0
         return False
@@ -89,10 +81,3 @@ class Deduplicator:
         if sid < (1 << _SRC_BITS) and 0 <= delta < (1 << _MS_BITS) and logical < (1 << _LOG_BITS):
             return (((sid << _MS_BITS) | delta) << _LOG_BITS) | logical
         return _WIDE | (sid << 128) | (physical << 64) | logical
-
-    def _unkey(self, key: int) -> tuple[int, tuple[int, int]]:
-        if key & _WIDE:
-            return (key ^ _WIDE) >> 128, ((key >> 64) & _MASK64, key & _MASK64)
-        sid = key >> (_MS_BITS + _LOG_BITS)
-        delta = (key >> _LOG_BITS) & ((1 << _MS_BITS) - 1)
-        return sid, (self._base[sid] + delta, key & ((1 << _LOG_BITS) - 1))

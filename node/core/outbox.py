@@ -1,33 +1,68 @@
-"""One peer's outbound queue and its accounting (sans-IO).
+"""The sending side of one link (this node -> one peer), sans-IO.
 
-Lanes by channel (algedonic first, then S5 ... S1, general), a bounded backlog
-ring for while the peer is unreachable, and a control queue (heartbeats, BYE)
-that always goes first. Every event offered for this peer is in exactly one
-place at any moment, so ``offered == sent + compressed + throttled + queued +
-backlogged + dropped`` holds exactly, at every instant.
+Modelled on Kafka's idempotent producer: every event taken for the wire gets
+the link's next sequence number, stays *in flight* until the receiver
+acknowledges it (cumulative acks), and is sent again, with the same number,
+after a reconnect. The receiver delivers each number once (node.core.link), so
+"sent" here means acknowledged by the peer, never merely written to a socket.
+
+Queues, by channel (lane 0 is algedonic, then S5 ... S1, general):
+
+- Algedonic events have a queue of their own (``algedonic_size``) that other
+  channels can neither take nor evict; they go out ahead of every other queued
+  event and are not held back by the send window.
+- The other lanes share ``lane_size`` while the peer is connected and
+  ``backlog_size`` while it is not (the backlog, replayed when it returns).
+  When full, the oldest event of the lowest-priority non-empty lane gives way
+  (or the new event, if everything queued outranks it), counted as dropped.
+- At most ``window`` events are in flight unacknowledged (alarms aside): the
+  bound on what a stalled peer can cost in memory, and on how much S1 data
+  can sit in the pipe ahead of an alarm.
+
+Accounting: for every event offered, ``offered == sent + compressed +
+throttled + queued + backlogged + dropped`` holds at every instant. Queued
+(connected) and backlogged (not) both cover the lanes and what is in flight.
+Aggregates from semantic compression travel like events but are not
+"offered": the originals they fold were counted as compressed.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 from node.core.events import Channel, Event
 
 DEFAULT_LANE_SIZE = 10_000
 DEFAULT_BACKLOG_SIZE = 10_000
+DEFAULT_ALGEDONIC_SIZE = 1_000
+DEFAULT_WINDOW = 1_024
+FIRST_SEQ = 1
+
 _N_LANES = len(Channel)
+
+# Drop reasons (dropped_by_reason keys; the receiver's refusals add theirs).
+QUEUE_FULL = "queue_full"
+BACKLOG_OVERFLOW = "backlog_overflow"
+NO_BACKLOG = "no_backlog"
+ALGEDONIC_OVERFLOW = "algedonic_overflow"
+TOO_LARGE = "too_large"
 
 
 class Outbox:
-    """Queued events for one peer. The driver takes batches and reports back."""
+    """Queued and in-flight events for one peer. The driver takes batches and
+    reports acknowledgements back."""
 
     __slots__ = (
+        "_base",
         "_inflight",
         "_lanes",
+        "_originals",
         "_queued",
+        "_resend",
         "aggregates_sent",
-        "backlog",
+        "algedonic_size",
         "backlog_size",
         "compressed",
         "connected",
@@ -37,19 +72,31 @@ class Outbox:
         "offered",
         "sent",
         "throttled",
+        "window",
     )
 
     def __init__(
-        self, *, lane_size: int = DEFAULT_LANE_SIZE, backlog_size: int = DEFAULT_BACKLOG_SIZE
+        self,
+        *,
+        lane_size: int = DEFAULT_LANE_SIZE,
+        backlog_size: int = DEFAULT_BACKLOG_SIZE,
+        algedonic_size: int = DEFAULT_ALGEDONIC_SIZE,
+        window: int = DEFAULT_WINDOW,
     ) -> None:
-        if lane_size < 1 or backlog_size < 0:
-            raise ValueError("lane_size must be >= 1 and backlog_size >= 0")
+        if lane_size < 1 or backlog_size < 0 or algedonic_size < 1 or window < 1:
+            raise ValueError(
+                "lane_size, algedonic_size and window must be >= 1 and backlog_size >= 0"
+            )
         self.lane_size = lane_size
         self.backlog_size = backlog_size
+        self.algedonic_size = algedonic_size
+        self.window = window
         self._lanes: list[deque[Event]] = [deque() for _ in range(_N_LANES)]
-        self._queued = 0  # events in lanes (not in flight)
-        self._inflight: list[Event] = []
-        self.backlog: deque[Event] = deque()
+        self._queued = 0  # events in lanes 1.. (not algedonic, not in flight)
+        self._inflight: deque[Event] = deque()  # _inflight[i] carries seq _base + i
+        self._base = FIRST_SEQ
+        self._resend = 0  # _inflight[: _resend] were written on the current connection
+        self._originals = 0  # queued or in flight, not aggregates
         self.control: deque[Any] = deque()
         self.connected = False
         self.offered = 0
@@ -72,106 +119,200 @@ class Outbox:
     # --- queueing ---
 
     def offer(self, event: Event) -> None:
-        """Queue an event (or aggregate) for this peer."""
-        if not event.compressed:
+        """Queue an event (or aggregate) for this peer; never blocks, never raises."""
+        original = not event.compressed
+        if original:
             self.offered += 1
-        if self.connected and self._queued < self.lane_size:
-            self._lanes[event.channel.priority].append(event)
-            self._queued += 1
-        else:
-            # Unreachable, or connected but too slow to keep up: hold it in the
-            # ring, which is replayed (oldest first) before newer lanes.
-            self._to_backlog(event)
-
-    def _to_backlog(self, event: Event) -> None:
-        if self.backlog_size == 0:
-            self._drop(event, "no_backlog")
+            self._originals += 1
+        priority = event.channel.rank
+        lane = self._lanes[priority]
+        if priority == 0:
+            if len(lane) >= self.algedonic_size:
+                self._drop(lane.popleft(), ALGEDONIC_OVERFLOW)
+            lane.append(event)
             return
-        if len(self.backlog) >= self.backlog_size:
-            self._drop(self.backlog.popleft(), "backlog_overflow")
-        self.backlog.append(event)
+        cap = self.lane_size if self.connected else self.backlog_size
+        if self._queued >= cap:
+            reason = QUEUE_FULL if self.connected else BACKLOG_OVERFLOW
+            if cap == 0:
+                self._drop(event, NO_BACKLOG)
+                return
+            victim = self._lowest_lane()
+            if victim is None or victim < priority:
+                # Everything queued outranks the newcomer: it is the one to go.
+                self._drop(event, reason)
+                return
+            self._drop(self._lanes[victim].popleft(), reason)
+            self._queued -= 1
+        lane.append(event)
+        self._queued += 1
+
+    def _lowest_lane(self) -> int | None:
+        lanes = self._lanes
+        for i in range(_N_LANES - 1, 0, -1):
+            if lanes[i]:
+                return i
+        return None
 
     def _drop(self, event: Event, reason: str) -> None:
         if not event.compressed:
+            self._originals -= 1
             self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
-    def drop_oversize(self, event: Event) -> None:
-        """The writer found ``event`` (already taken) too large for one frame."""
-        self._inflight.remove(event)
-        self._drop(event, "too_large")
+    def _trim(self, cap: int, reason: str) -> None:
+        while self._queued > cap:
+            victim = self._lowest_lane()
+            if victim is None:  # pragma: no cover - _queued counts lanes 1..
+                break
+            self._drop(self._lanes[victim].popleft(), reason)
+            self._queued -= 1
+
+    # --- the link ---
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next new event will get."""
+        return self._base + len(self._inflight)
+
+    @property
+    def ack_floor(self) -> int:
+        """The lowest unacknowledged sequence number: everything below is settled
+        and will never be sent again. Sent in every EVENTS frame, so a receiver
+        that has no state for this link (it restarted) knows where to start."""
+        return self._base
+
+    @property
+    def unacked(self) -> int:
+        return len(self._inflight)
 
     @property
     def pending(self) -> int:
-        """Events waiting to be taken (backlog first, then lanes)."""
-        return len(self.backlog) + self._queued if self.connected else 0
+        """Events waiting to be written on the current connection (0 if none)."""
+        if not self.connected:
+            return 0
+        resend = len(self._inflight) - self._resend
+        fresh = len(self._lanes[0])
+        if len(self._inflight) < self.window:
+            fresh += self._queued
+        return resend + fresh
 
-    def take_batch(self, limit: int) -> list[Event]:
-        """Up to ``limit`` events: backlog (oldest first), then lanes by priority."""
+    @property
+    def depth(self) -> int:
+        """Everything not yet acknowledged: lanes plus in flight (backpressure)."""
+        return self._queued + len(self._lanes[0]) + len(self._inflight)
+
+    def take_batch(self, limit: int) -> tuple[int, list[Event]]:
+        """Up to ``limit`` events to write now, and the sequence number of the first.
+
+        After a reconnect, what is still unacknowledged goes first, with its
+        old numbers and in order (the receiver skips what it already has).
+        Then alarms, then the lanes by priority while the window has room. The
+        numbers of one batch are consecutive.
+        """
+        inflight = self._inflight
+        first = self._base + self._resend
         batch: list[Event] = []
-        backlog = self.backlog
-        while backlog and len(batch) < limit:
-            batch.append(backlog.popleft())
-        if len(batch) < limit and self._queued:
-            for lane in self._lanes:
-                while lane and len(batch) < limit:
-                    batch.append(lane.popleft())
+        if self._resend < len(inflight):
+            end = min(len(inflight), self._resend + limit)
+            for i in range(self._resend, end):
+                batch.append(inflight[i])
+            self._resend = end
+            return first, batch
+        alarms = self._lanes[0]
+        while alarms and len(batch) < limit:
+            event = alarms.popleft()
+            batch.append(event)
+            inflight.append(event)
+        room = min(limit - len(batch), self.window - len(inflight))
+        if room > 0 and self._queued:
+            for lane in self._lanes[1:]:
+                while lane and room > 0:
+                    event = lane.popleft()
+                    batch.append(event)
+                    inflight.append(event)
+                    room -= 1
                     self._queued -= 1
-                if len(batch) >= limit:
+                if room <= 0:
                     break
-        self._inflight.extend(batch)
-        return batch
+        self._resend = len(inflight)
+        return first, batch
 
-    def mark_sent(self, batch: list[Event]) -> None:
-        """The batch was written to the stream."""
-        for event in batch:
+    def drop_unwritten(self, event: Event, reason: str = TOO_LARGE) -> None:
+        """The writer could not encode ``event`` (taken, not yet written): drop it.
+
+        Only events of the batch just taken qualify; later events of that
+        batch move down one number, which is safe because none was written.
+        """
+        index = len(self._inflight) - 1
+        while index >= 0 and self._inflight[index] is not event:
+            index -= 1
+        if index < 0:
+            raise ValueError("event is not in flight")
+        del self._inflight[index]
+        self._resend -= 1
+        self._drop(event, reason)
+
+    def on_ack(self, upto: int, refused: Mapping[int, str] | None = None) -> int:
+        """The peer has processed everything up to ``upto`` (cumulative).
+
+        Events it refused (``refused``: seq -> reason, e.g. clock_offset) are
+        counted as dropped with that reason, the rest as sent. Returns how many
+        events this ack settled; stale or repeated acks settle nothing.
+        """
+        inflight = self._inflight
+        n = min(upto - self._base + 1, len(inflight))
+        if n <= 0:
+            return 0
+        seq = self._base
+        for _ in range(n):
+            event = inflight.popleft()
             if event.compressed:
                 self.aggregates_sent += 1
             else:
-                self.sent += 1
-        if len(batch) == len(self._inflight):
-            self._inflight.clear()
-        else:
-            ids = {id(e) for e in batch}
-            self._inflight = [e for e in self._inflight if id(e) not in ids]
+                reason = refused.get(seq) if refused else None
+                if reason is None:
+                    self.sent += 1
+                    self._originals -= 1
+                else:
+                    self._drop(event, reason)
+            seq += 1
+        self._base = seq
+        self._resend = max(0, self._resend - n)
+        return n
 
     def set_connected(self, connected: bool) -> None:
-        """On disconnect, everything not known written goes back to the backlog.
-
-        The receiver deduplicates, so replaying a batch that may have arrived
-        is safe; losing one is not.
-        """
+        """On disconnect, the lanes shrink to the backlog bound and everything in
+        flight waits to be sent again; on connect, it is resent first."""
         if not connected and self.connected:
-            # In flight first (it was the oldest), then the rest of the
-            # backlog, then the lanes; the ring bound still applies.
-            order = [*self._inflight, *self.backlog]
-            for lane in self._lanes:
-                order.extend(lane)
-                lane.clear()
-            self._inflight = []
-            self._queued = 0
-            self.backlog.clear()
-            for event in order:
-                self._to_backlog(event)
             self.control.clear()
+            self._trim(self.backlog_size, BACKLOG_OVERFLOW)
+        self._resend = 0
         self.connected = connected
+
+    # --- views ---
 
     @property
     def queued(self) -> int:
-        """Original events in lanes or in flight (aggregates are not offered)."""
-        in_lanes = sum(1 for lane in self._lanes for e in lane if not e.compressed)
-        return in_lanes + sum(1 for e in self._inflight if not e.compressed)
+        """Original events in lanes or in flight while connected."""
+        return self._originals if self.connected else 0
+
+    @property
+    def backlogged(self) -> int:
+        """Original events in lanes or in flight while the peer is unreachable."""
+        return 0 if self.connected else self._originals
 
     def stats(self) -> dict[str, Any]:
-        backlogged = sum(1 for e in self.backlog if not e.compressed)
         return {
             "offered": self.offered,
             "sent": self.sent,
             "compressed": self.compressed,
             "throttled": self.throttled,
             "queued": self.queued,
-            "backlogged": backlogged,
+            "backlogged": self.backlogged,
             "dropped": sum(self.dropped.values()),
             "dropped_by_reason": dict(self.dropped),
             "aggregates_sent": self.aggregates_sent,
+            "unacked": len(self._inflight),
+            "next_seq": self.next_seq,
             "connected": self.connected,
         }

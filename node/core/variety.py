@@ -165,16 +165,8 @@ class VarietyManager:
     ) -> None:
         bases = dict(DEFAULT_QUOTAS)
         for channel, quota in _by_channel(quotas, "quotas").items():
-            if channel is Channel.ALGEDONIC and quota is not None:
-                raise ConfigError("algedonic bypasses every limit; its quota cannot be set")
-            what = f"quota of {channel.value} (None for unlimited)"
-            bases[channel] = None if quota is None else _number(what, quota)
-        caps = _by_channel(capacities, "capacities")
-        if Channel.ALGEDONIC in caps:
-            raise ConfigError("algedonic bypasses every limit; its capacity cannot be set")
-        for channel, cap in caps.items():
-            if _number(f"capacity of {channel.value}", cap) < 1:
-                raise ConfigError(f"capacity of {channel.value} must be >= 1 token, got {cap!r}")
+            bases[channel] = check_quota(channel, quota)
+        caps = {c: check_capacity(c, v) for c, v in _by_channel(capacities, "capacities").items()}
 
         self.window_s = _positive("window_s", window_s)
         self._max_signatures = _count("max_signatures", max_signatures)
@@ -585,13 +577,7 @@ def _fold_numbers(stats: dict[str, list[Any]], numbers: list[tuple[str, Any]]) -
 
 
 def _before(a: Timestamp, b: Timestamp) -> bool:
-    # Timestamp's attrs-generated ordering builds tuples; this is the same order
-    # (physical, logical, node) at a fraction of the cost.
-    if a.physical != b.physical:
-        return a.physical < b.physical
-    if a.logical != b.logical:
-        return a.logical < b.logical
-    return a.node < b.node
+    return a < b  # (physical, logical, node), compared in C
 
 
 def _signature(event: Event) -> Signature:
@@ -649,6 +635,35 @@ def _numeric_leaves(
 # --- configuration checks ---------------------------------------------------------
 
 
+def check_quota(channel: Channel, value: object) -> float | None:
+    """The rule for a channel's quota, in one place (``NodeConfig`` uses it too).
+
+    Events/s, finite and >= 0, or None for unlimited; algedonic has none to set.
+    """
+    key = f"quotas.{channel.value}"
+    if value is None:
+        return None
+    if channel is Channel.ALGEDONIC:
+        raise ConfigError(f"{key}: algedonic bypasses every limit; it has no quota", key=key)
+    try:
+        return _number(key, value)
+    except ConfigError:
+        hint = "(events/s; None or 'unlimited' for no limit)"
+        raise ConfigError(
+            f"{key} must be a number >= 0 {hint}, got {value!r:.40}", key=key
+        ) from None
+
+
+def check_capacity(channel: Channel, value: object) -> float:
+    """The rule for a channel's bucket capacity: one token at least, or nothing passes."""
+    key = f"capacities.{channel.value}"
+    if channel is Channel.ALGEDONIC:
+        raise ConfigError(f"{key}: algedonic bypasses every limit; it has no capacity", key=key)
+    if (capacity := _number(key, value)) < 1:
+        raise ConfigError(f"{key} must be >= 1 token, got {value!r:.40}", key=key)
+    return capacity
+
+
 def _by_channel(mapping: ChannelMap | None, what: str) -> dict[Channel, Any]:
     out: dict[Channel, Any] = {}
     items: Iterable[tuple[Channel | str, Any]] = mapping.items() if mapping else ()
@@ -662,9 +677,9 @@ def _by_channel(mapping: ChannelMap | None, what: str) -> dict[Channel, Any]:
 
 def _number(what: str, value: object) -> float:
     if type(value) is bool or not isinstance(value, (int, float)):
-        raise ConfigError(f"{what} must be a number, got {value!r:.40}")
+        raise ConfigError(f"{what} must be a number, got {value!r:.40}", key=what)
     if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{what} must be finite and >= 0, got {value!r}")
+        raise ConfigError(f"{what} must be finite and >= 0, got {value!r}", key=what)
     return float(value)
 
 

@@ -29,7 +29,8 @@ from node.errors import (
     UnknownMessageError,
 )
 
-PROTOCOL_VERSION = 1
+# 2: EVENTS carry link sequence numbers and acks; ACK; heartbeats carry wall time.
+PROTOCOL_VERSION = 2
 DEFAULT_MAX_FRAME = 1 << 20
 HEADER = struct.Struct(">I")
 HEADER_SIZE = HEADER.size
@@ -56,6 +57,7 @@ class Kind(enum.IntEnum):
     ALGEDONIC_ACK = 7
     RESOLVE = 8
     BYE = 9
+    ACK = 10
 
 
 class Message(Protocol):
@@ -180,22 +182,90 @@ class Welcome:
         return cls(_name(node, "WELCOME node"))
 
 
+MAX_SEQ = 2**63 - 1
+
+
 @attrs.frozen
 class Events:
-    """A batch of replicated events."""
+    """A batch of replicated events with link sequence numbers ``first_seq``,
+    ``first_seq + 1``, ...; ``ack_floor`` is the sender's lowest unacknowledged
+    number; ``ack`` piggybacks the sender's cumulative ack of the reverse
+    direction (0: none).
+
+    ``events`` holds Event objects when built locally. Decoded from the wire it
+    holds the raw event arrays, validated one by one by the receiver
+    (``Event.from_wire``), so that one bad event is refused on its own and the
+    link's numbering stays whole.
+    """
 
     KIND: ClassVar[Kind] = Kind.EVENTS
-    events: tuple[Event, ...]
+    events: tuple[Any, ...]
+    first_seq: int = 1
+    ack_floor: int = 1
+    ack: int = 0
 
     def to_wire(self) -> list[Any]:
-        return [[e.to_wire() for e in self.events]]
+        # Event.to_wire written out: this runs once per event per peer.
+        return [
+            self.first_seq,
+            self.ack_floor,
+            self.ack,
+            [
+                [
+                    e.type,
+                    e.channel._value_,
+                    e.data,
+                    e.source,
+                    e.hlc.physical,
+                    e.hlc.logical,
+                    e.hlc.node,
+                    e.hops,
+                    e.compressed,
+                ]
+                if type(e) is Event
+                else e
+                for e in self.events
+            ],
+        ]
 
     @classmethod
-    def from_wire(cls, raw: list[Any], *, max_hops: int = DEFAULT_MAX_HOPS) -> Events:
-        (batch,) = _fields(raw, 1, cls.KIND)
+    def from_wire(cls, raw: list[Any]) -> Events:
+        first_seq, ack_floor, ack, batch = _fields(raw, 4, cls.KIND)
         if not isinstance(batch, list) or len(batch) > MAX_BATCH:
             raise InvalidMessageError(f"EVENTS batch must be a list of at most {MAX_BATCH}")
-        return cls(tuple(Event.from_wire(e, max_hops=max_hops) for e in batch))
+        first = _int(first_seq, "EVENTS first_seq", 1, MAX_SEQ - len(batch))
+        return cls(
+            tuple(batch),
+            first,
+            _int(ack_floor, "EVENTS ack_floor", 1, first),
+            _int(ack, "EVENTS ack", 0, MAX_SEQ),
+        )
+
+
+@attrs.frozen
+class Ack:
+    """Cumulative acknowledgement: the sender of this frame has processed the
+    peer's events up to ``upto``; ``refused`` lists those it refused, and why
+    (e.g. ``clock_offset``), so the peer counts them as dropped, not sent."""
+
+    KIND: ClassVar[Kind] = Kind.ACK
+    upto: int
+    refused: tuple[tuple[int, str], ...] = ()
+
+    def to_wire(self) -> list[Any]:
+        return [self.upto, [[seq, why] for seq, why in self.refused]]
+
+    @classmethod
+    def from_wire(cls, raw: list[Any]) -> Ack:
+        upto, refused = _fields(raw, 2, cls.KIND)
+        if not isinstance(refused, list) or len(refused) > MAX_BATCH * 4:
+            raise InvalidMessageError("ACK refused must be a list of [seq, reason]")
+        out = []
+        for item in refused:
+            if not isinstance(item, list) or len(item) != 2:
+                raise InvalidMessageError("ACK refused must be a list of [seq, reason]")
+            out.append((_int(item[0], "ACK refused seq", 1, MAX_SEQ), _name(item[1], "ACK reason")))
+        return cls(_int(upto, "ACK upto", 0, MAX_SEQ), tuple(out))
 
 
 @attrs.frozen
@@ -209,6 +279,7 @@ class Heartbeat:
     members: Mapping[str, str]  # known member name -> listen address
     health: Mapping[str, float]  # e.g. {"s1": 1.0, ..., "overall": 0.93}
     role: str = "member"
+    wall_ms: int = 0  # the sender's wall clock when sent: clock offsets show before refusals
 
     def to_wire(self) -> list[Any]:
         return [
@@ -218,11 +289,12 @@ class Heartbeat:
             dict(self.members),
             dict(self.health),
             self.role,
+            self.wall_ms,
         ]
 
     @classmethod
     def from_wire(cls, raw: list[Any]) -> Heartbeat:
-        node, seq, reach, members, health, role = _fields(raw, 6, cls.KIND)
+        node, seq, reach, members, health, role, wall_ms = _fields(raw, 7, cls.KIND)
         if not isinstance(members, dict) or len(members) > MAX_MEMBERS:
             raise InvalidMessageError(f"HEARTBEAT members must be a map of at most {MAX_MEMBERS}")
         for name, addr in members.items():
@@ -241,6 +313,7 @@ class Heartbeat:
             members,
             {k: float(v) for k, v in health.items()},
             _name(role, "HEARTBEAT role"),
+            _int(wall_ms, "HEARTBEAT wall_ms"),
         )
 
 
@@ -331,7 +404,9 @@ class Bye:
         return cls(_name(node, "BYE node"), _text(reason, "BYE reason"))
 
 
-AnyMessage = Hello | Auth | Welcome | Events | Heartbeat | Algedonic | AlgedonicAck | Resolve | Bye
+AnyMessage = (
+    Hello | Auth | Welcome | Events | Ack | Heartbeat | Algedonic | AlgedonicAck | Resolve | Bye
+)
 
 _DECODERS: dict[int, Any] = {
     Kind.HELLO: Hello.from_wire,
@@ -343,6 +418,7 @@ _DECODERS: dict[int, Any] = {
     Kind.ALGEDONIC_ACK: AlgedonicAck.from_wire,
     Kind.RESOLVE: Resolve.from_wire,
     Kind.BYE: Bye.from_wire,
+    Kind.ACK: Ack.from_wire,
 }
 
 _packer_default = msgpack.Packer(use_bin_type=True)
@@ -398,7 +474,7 @@ def decode_payload(payload: bytes, *, max_hops: int = DEFAULT_MAX_HOPS) -> AnyMe
     if decoder is None:
         raise UnknownMessageError(f"unknown message kind {kind}")
     fields = obj[1:]
-    if kind in (Kind.EVENTS, Kind.ALGEDONIC):
+    if kind == Kind.ALGEDONIC:
         return decoder(fields, max_hops=max_hops)  # type: ignore[no-any-return]
     return decoder(fields)  # type: ignore[no-any-return]
 

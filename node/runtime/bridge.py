@@ -1,11 +1,11 @@
-"""ClusterBridge: peers, replication, dedup, degradation.
+"""ClusterBridge: connections to peers (dialing, admission, sessions).
 
-Owns the listener, one dial loop per known address, one connection task per
-connected peer (reader + writer), the heartbeat and compression-window
-timers. Local publishing never waits on the network: ``replicate`` is
-synchronous and only appends to per-peer outboxes (node.core.outbox); each
-peer's writer drains its own outbox in batches, so a slow peer never blocks
-anyone else.
+Owns the listener, one dial loop per known address, one session per
+connected peer (a reader and a writer) and the heartbeat timer. What travels
+over a session is the Replicator's business (node.runtime.replication): the
+bridge's one reader dispatches every message through one table, events and
+acks to the replicator, heartbeats and BYE here, the rest to the handlers
+given at construction.
 """
 
 from __future__ import annotations
@@ -20,26 +20,28 @@ from typing import Any
 import attrs
 import trio
 
+from node.config import NodeConfig
 from node.core.breaker import CircuitBreaker, Transition
-from node.core.dedup import Deduplicator
 from node.core.events import Event
 from node.core.hlc import HLC
+from node.core.link import InboundLink
 from node.core.outbox import Outbox
 from node.core.variety import VarietyManager, Verdict
-from node.core.wire import AnyMessage, Bye, Events, Heartbeat, encode
-from node.errors import ClockError, FrameTooLargeError, HandshakeError, ProtocolError
+from node.core.wire import Ack, AnyMessage, Bye, Events, Heartbeat, encode
+from node.errors import ConnectionClosedError, FrameTooLargeError, HandshakeError, ProtocolError
 from node.runtime.peer import (
     DUPLICATE_CONNECTION,
     DUPLICATE_NAME,
     MAX_BAD_FRAMES,
     OWN_NAME,
     SHUTTING_DOWN,
-    ConnectionClosedError,
     FramedStream,
     Identity,
     PeerInfo,
     handshake,
 )
+from node.runtime.replication import Replicator
+from node.runtime.transport import Transport
 
 log = logging.getLogger("vsm.bridge")
 
@@ -68,9 +70,15 @@ class PeerLink:
     wake: trio.Event = attrs.Factory(trio.Event)
     writer_waiting: bool = False
     changed: trio.Event = attrs.Factory(trio.Event)
+    inbound: InboundLink | None = None  # what we processed of its link
     events_in: int = 0
+    frames_out: int = 0
     connects: int = 0
     disconnects: int = 0
+    clock_offset_ms: int | None = None  # its wall clock minus ours, from heartbeats
+    clock_skewed: bool = False  # |offset| beyond max_offset_ms (logged once per episode)
+    refusing_clock: bool = False  # we are refusing its events (clock too far ahead)
+    refused_by_peer: bool = False  # it is refusing ours
 
     @property
     def connected(self) -> bool:
@@ -91,9 +99,9 @@ class ClusterBridge:
 
     def __init__(
         self,
-        config: Any,
+        config: NodeConfig,
         *,
-        transport: Any,
+        transport: Transport,
         hlc: HLC,
         variety: VarietyManager,
         deliver: Callable[[Event], None],
@@ -101,6 +109,7 @@ class ClusterBridge:
         heartbeat_factory: Callable[[], Heartbeat] | None = None,
         handlers: dict[type, Handler] | None = None,
         on_peer_change: Callable[[str, bool], None] | None = None,
+        on_breaker: Callable[[str, Transition], None] | None = None,
     ) -> None:
         self.config = config
         self.transport = transport
@@ -111,7 +120,7 @@ class ClusterBridge:
         self.heartbeat_factory = heartbeat_factory or self._default_heartbeat
         self.handlers: dict[type, Handler] = dict(handlers or {})
         self.on_peer_change = on_peer_change
-        self.dedup = Deduplicator(config.dedup_size)
+        self.on_breaker = on_breaker
         self.peers: dict[str, PeerLink] = {}
         self.members: dict[str, str] = {}
         self.departed: set[str] = set()
@@ -124,6 +133,15 @@ class ClusterBridge:
         self._seq = 0
         self._stopping = False
         self._handshaking = 0
+        self.replication = Replicator(
+            config, hlc=hlc, variety=variety, deliver=deliver, peers=self.peers, count=self.count
+        )
+        self._dispatch: dict[type, Callable[[PeerLink, Any], str | None]] = {
+            Events: self.replication.on_events,
+            Ack: self.replication.on_ack,
+            Heartbeat: self._on_heartbeat,
+            Bye: self._on_bye,
+        }
 
     # --- counting and identity ---------------------------------------------------
 
@@ -170,24 +188,11 @@ class ClusterBridge:
         with contextlib.suppress(ConnectionClosedError):
             await framed.send_bytes(data)
 
-    # --- replication (synchronous: the publish path) -----------------------------
+    # --- replication (delegated) ----------------------------------------------------
 
     def replicate(self, event: Event) -> Verdict:
         """Admit ``event`` through variety control and queue it for every peer."""
-        verdict = self.variety.admit(event, trio.current_time())
-        peers = self.peers.values()
-        if verdict is Verdict.ADMIT:
-            for peer in peers:
-                peer.outbox.offer(event)
-                if peer.writer_waiting:
-                    peer.notify()
-        elif verdict is Verdict.COMPRESS:
-            for peer in peers:
-                peer.outbox.count_compressed()
-        else:
-            for peer in peers:
-                peer.outbox.count_throttled()
-        return verdict
+        return self.replication.replicate(event)
 
     def send_control(self, name: str, message: AnyMessage) -> bool:
         """Queue a control message (ahead of events) for one connected peer."""
@@ -213,28 +218,8 @@ class ClusterBridge:
     async def _heartbeat_loop(self) -> None:
         while True:
             await trio.sleep(self.config.heartbeat_interval_s)
-            self.broadcast_control(self.heartbeat_factory())
-
-    async def run_variety(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """The variety service: close compression windows, feed adaptive quotas."""
-        task_status.started()
-        while True:
-            await trio.sleep(self.variety.window_s)
-            now = trio.current_time()
-            for event in self.variety.flush(now):
-                for peer in self.peers.values():
-                    peer.outbox.offer(event)
-                    peer.notify()
-            # Outbound congestion feeds adaptive quotas: the fullest outbox.
-            self.variety.set_system_pressure(self._congestion(), now)
-
-    def _congestion(self) -> float:
-        worst = 0.0
-        cap = max(self.config.lane_size, 1)
-        for peer in self.peers.values():
-            if peer.connected:
-                worst = max(worst, peer.outbox.pending / cap)
-        return min(worst, 1.0)
+            hb = self.heartbeat_factory()
+            self.broadcast_control(attrs.evolve(hb, wall_ms=self.hlc.wall()))
 
     # --- peers --------------------------------------------------------------------------
 
@@ -244,7 +229,7 @@ class ClusterBridge:
             peer = PeerLink(
                 name,
                 address,
-                Outbox(lane_size=self.config.lane_size, backlog_size=self.config.backlog_size),
+                self.replication.new_outbox(),
                 CircuitBreaker(on_transition=functools.partial(self._on_breaker, name)),
             )
             self.peers[name] = peer
@@ -255,6 +240,8 @@ class ClusterBridge:
     def _on_breaker(self, name: str, t: Transition) -> None:
         log.info("breaker %s: %s -> %s (%s)", name, t.from_state, t.to_state, t.reason)
         self.count(f"breaker_{t.to_state}")
+        if self.on_breaker is not None:
+            self.on_breaker(name, t)
 
     def learn_member(self, name: str, address: str) -> None:
         """A member (from HELLO or a heartbeat): remember it and dial it."""
@@ -430,6 +417,10 @@ class ClusterBridge:
         self.departed.discard(info.name)
         peer.departed = False
         peer.role, peer.incarnation, peer.initiator = info.role, info.incarnation, initiator
+        if peer.inbound is None or peer.inbound.incarnation != info.incarnation:
+            peer.inbound = InboundLink(info.incarnation)  # a new sender numbers anew
+        else:
+            peer.inbound.reconnected()
         peer.framed, peer.connected_since, peer.last_received = framed, now, now
         peer.connects += 1
         peer.breaker.record_success(now)
@@ -447,7 +438,8 @@ class ClusterBridge:
                 peer.cancel = scope
                 async with trio.open_nursery() as nursery:
                     cancel = nursery.cancel_scope
-                    nursery.start_soon(self._guard, self._writer, peer, framed, outcome, cancel)
+                    writer = self.replication.writer
+                    nursery.start_soon(self._guard, writer, peer, framed, outcome, cancel)
                     nursery.start_soon(self._guard, self._reader, peer, framed, outcome, cancel)
         finally:
             reason, failed = outcome[0] if outcome else ("replaced or stopped", False)
@@ -457,7 +449,7 @@ class ClusterBridge:
             peer.framed = None
             peer.connected_since = None
             peer.disconnects += 1
-            peer.outbox.set_connected(False)
+            self.replication.session_ended(peer)
             peer.wake.set()
             peer.signal_change()
             await framed.aclose()
@@ -507,95 +499,33 @@ class ClusterBridge:
                 self.count("idle_timeouts")
                 raise ConnectionClosedError(f"peer silent for {idle:g} s")
             peer.last_received = trio.current_time()
-            if isinstance(msg, Events):
-                self._on_events(peer, msg)
-            elif isinstance(msg, Heartbeat):
-                self._on_heartbeat(peer, msg)
-            elif isinstance(msg, Bye):
-                peer.departed = True
-                self.departed.add(peer.name)
-                self.count("departures")
-                log.info("%s left: %s", peer.name, msg.reason or "bye")
-                return f"peer left ({msg.reason})"
+            handler = self._dispatch.get(type(msg))
+            if handler is not None:
+                ended = handler(peer, msg)
+                if ended:
+                    return ended
+                continue
+            other = self.handlers.get(type(msg))
+            if other is None:
+                self.count("unexpected_messages")
+                log.warning("unexpected %s from %s", type(msg).__name__, peer.name)
             else:
-                handler = self.handlers.get(type(msg))
-                if handler is None:
-                    self.count("unexpected_messages")
-                    log.warning("unexpected %s from %s", type(msg).__name__, peer.name)
-                else:
-                    handler(peer.name, msg)
+                other(peer.name, msg)
 
-    async def _writer(self, peer: PeerLink, framed: FramedStream) -> None:
-        cfg = self.config
-        outbox = peer.outbox
-        while True:
-            if not outbox.control and not outbox.pending:
-                peer.wake = trio.Event()
-                peer.writer_waiting = True
-                await peer.wake.wait()
-                continue
-            if not outbox.control and outbox.pending < cfg.batch_max and cfg.batch_delay_s > 0:
-                await trio.sleep(cfg.batch_delay_s)  # let a batch gather
-            while outbox.control:
-                with trio.fail_after(cfg.write_timeout_s):
-                    await framed.send(outbox.control.popleft())
-            batch = outbox.take_batch(cfg.batch_max)
-            if not batch:
-                continue
-            data = self._encode_batch(outbox, batch)
-            if data is None:
-                continue
-            with trio.fail_after(cfg.write_timeout_s):
-                await framed.send_bytes(data)
-            outbox.mark_sent(batch)
-            peer.breaker.record_success(trio.current_time())
-
-    def _encode_batch(self, outbox: Outbox, batch: list[Event]) -> bytes | None:
-        try:
-            return encode(Events(tuple(batch)), max_frame=self.config.max_frame)
-        except FrameTooLargeError:
-            pass
-        # Too big for one frame: send what fits one by one, drop only the
-        # events that alone exceed the frame limit (counted).
-        frames = []
-        for event in list(batch):
-            try:
-                frames.append(encode(Events((event,)), max_frame=self.config.max_frame))
-            except FrameTooLargeError:
-                outbox.drop_oversize(event)
-                batch.remove(event)
-                self.count("oversize_events")
-                log.warning("event %s from %s exceeds max_frame: dropped", event.type, event.source)
-        return b"".join(frames) if frames else None
+    def _on_bye(self, peer: PeerLink, msg: Bye) -> str:
+        peer.departed = True
+        self.departed.add(peer.name)
+        self.count("departures")
+        log.info("%s left: %s", peer.name, msg.reason or "bye")
+        return f"peer left ({msg.reason})"
 
     # --- receiving ------------------------------------------------------------------------
-
-    def _on_events(self, peer: PeerLink, msg: Events) -> None:
-        me = self.config.name
-        for event in msg.events:
-            if event.source != peer.name and event.hops == 0:
-                self.count("source_mismatch")
-                log.warning("%s sent an event claiming source %s", peer.name, event.source)
-                continue
-            if event.source == me:
-                self.count("own_events_returned")
-                continue
-            try:
-                self.hlc.update(event.hlc)
-            except ClockError as exc:
-                self.count("clock_rejected")
-                log.warning("event from %s rejected: %s", peer.name, exc)
-                continue
-            if self.dedup.seen(event.source, event.hlc):
-                self.count("duplicates")
-                continue
-            peer.events_in += 1
-            self.deliver(event)
 
     def _on_heartbeat(self, peer: PeerLink, msg: Heartbeat) -> None:
         if msg.node != peer.name:
             self.count("source_mismatch")
             return
+        self.replication.on_heartbeat_clock(peer, msg)
         for name, address in msg.members.items():
             self.learn_member(name, address)
         handler = self.handlers.get(Heartbeat)
@@ -617,29 +547,24 @@ class ClusterBridge:
                 "connects": peer.connects,
                 "disconnects": peer.disconnects,
                 "events_in": peer.events_in,
+                "queue_depth": peer.outbox.depth,
+                "unacked": peer.outbox.unacked,
+                "clock_offset_ms": peer.clock_offset_ms,
+                "clock_skewed": peer.clock_skewed,
                 "last_received_s_ago": (
                     None if peer.last_received is None else round(now - peer.last_received, 3)
                 ),
-                "backlog": len(peer.outbox.backlog),
+                "backlog": peer.outbox.backlogged,
             }
         return out
 
     def stats(self) -> dict[str, Any]:
+        repl = self.replication.stats()
+        # events_in is kept per peer only (once per event on the receive
+        # path); the node-wide figure is their sum.
+        counters = {**self.counters, "events_in": sum(p.events_in for p in self.peers.values())}
         return {
-            "peers": {name: peer.outbox.stats() for name, peer in sorted(self.peers.items())},
-            # events_in is kept per peer only (once per event on the receive
-            # path); the node-wide figure is their sum.
-            "counters": dict(
-                sorted(
-                    {
-                        **self.counters,
-                        "events_in": sum(p.events_in for p in self.peers.values()),
-                    }.items()
-                )
-            ),
-            "dedup": {
-                "remembered": len(self.dedup),
-                "duplicates": self.dedup.duplicates,
-                "stale": self.dedup.stale,
-            },
+            "peers": repl["peers"],
+            "counters": dict(sorted(counters.items())),
+            "dedup": repl["dedup"],
         }

@@ -30,7 +30,12 @@ from node.core.wire import (
     Welcome,
     encode,
 )
-from node.errors import AuthenticationError, HandshakeError, ProtocolError
+from node.errors import (
+    AuthenticationError,
+    ConnectionClosedError,
+    HandshakeError,
+    ProtocolError,
+)
 
 log = logging.getLogger("vsm.peer")
 
@@ -70,10 +75,6 @@ def _refused(peer: str, reason: str) -> HandshakeError:
 
 # Bad frames tolerated on one connection before we hang up on the peer.
 MAX_BAD_FRAMES = 100
-
-
-class ConnectionClosedError(Exception):
-    """The stream ended or broke (not a protocol violation)."""
 
 
 class FramedStream:

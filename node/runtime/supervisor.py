@@ -103,7 +103,8 @@ class Supervisor:
     ``"escalated"`` (with the crash that caused it); it is for telemetry and
     logging and must not block. ``restarts[name]`` counts how often a component
     was started again, whether it crashed itself or was taken down with an
-    earlier one; ``crashes[name]`` counts its own crashes.
+    earlier one; ``crashes[name]`` counts its own crashes. An error of a type in
+    ``permanent`` escalates at once, without a restart: no retry can fix it.
     """
 
     def __init__(
@@ -113,6 +114,7 @@ class Supervisor:
         max_restarts: int = DEFAULT_MAX_RESTARTS,
         within_s: float = DEFAULT_WITHIN_S,
         on_event: OnEvent | None = None,
+        permanent: tuple[type[BaseException], ...] = (),
     ) -> None:
         names = [c.name for c in components]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -126,6 +128,8 @@ class Supervisor:
         self.max_restarts = max_restarts
         self.within_s = within_s
         self._on_event = on_event
+        # Errors a restart cannot fix (a port in use): escalate at the first one.
+        self.permanent = permanent
         self.restarts: dict[str, int] = {n: 0 for n in names}
         self.crashes: dict[str, int] = {n: 0 for n in names}
         self._status: dict[str, str] = {n: "stopped" for n in names}
@@ -198,6 +202,11 @@ class Supervisor:
             # Decided before stopping anything: on escalation the whole set
             # goes down last-first in one pass, tail included.
             escalation = self._count_restart(name, cause)
+            if isinstance(cause, self.permanent):
+                escalation = EscalationError(f"component {name!r} cannot run: {cause}")
+                escalation.__cause__ = cause
+                self._emit("escalated", name, cause)
+                return escalation
             if escalation is not None:
                 self._emit("escalated", name, cause)
                 log.error("supervisor escalates: %s", escalation)
@@ -275,7 +284,11 @@ class Supervisor:
             return
         self.crashes[slot.name] += 1
         self._pending.setdefault(slot.index, error)
-        log.warning("component %s crashed", slot.name, exc_info=error)
+        if isinstance(error, self.permanent):
+            # Raised to the caller in the EscalationError; it says all in one line.
+            log.debug("component %s failed: %s", slot.name, error)
+        else:
+            log.warning("component %s crashed", slot.name, exc_info=error)
         self._emit("crashed", slot.name, error)
 
     async def _stop_from(self, index: int) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,13 +24,29 @@ from typing import Protocol
 import trio
 
 from node.config import NodeConfig, TlsConfig, format_address, parse_address
-from node.errors import ConfigError
+from node.errors import ConfigError, ListenError
 
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 
 #: How a TcpTransport opens a TCP stream: ``trio.open_tcp_stream`` unless a test
 #: injects something slower or failing.
 OpenStream = Callable[[str, int], Awaitable[trio.abc.Stream]]
+
+
+_LISTEN_CAUSES = {
+    errno.EADDRINUSE: "address already in use",
+    errno.EADDRNOTAVAIL: "not an address of this host",
+    errno.EACCES: "permission denied",
+}
+
+
+def listen_error(what: str, address: str, exc: OSError) -> ListenError:
+    """One line naming the address and the cause, for any failure to listen."""
+    if isinstance(exc, socket.gaierror):
+        cause = f"host cannot be resolved ({exc.strerror or exc})"
+    else:
+        cause = _LISTEN_CAUSES.get(exc.errno or 0) or exc.strerror or str(exc)
+    return ListenError(f"cannot listen for {what} on {address}: {cause}")
 
 
 class Transport(Protocol):
@@ -89,7 +106,10 @@ class TcpTransport:
     async def listen(self, address: str) -> tuple[trio.abc.Listener[trio.abc.Stream], str]:
         """Listen on ``address``; return the listener and the bound ``"host:port"``."""
         host, port = parse_address(address)
-        sockets = await trio.open_tcp_listeners(port, host=None if host == "*" else host)
+        try:
+            sockets = await trio.open_tcp_listeners(port, host=None if host == "*" else host)
+        except OSError as exc:
+            raise listen_error("peers", address, exc) from None
         bound_host, bound_port = sockets[0].socket.getsockname()[:2]
         keep: list[trio.SocketListener] = []
         for listener in sockets:

@@ -26,7 +26,7 @@ async def run(n: int, quotas: dict[str, float | None] | None, label: str) -> Non
         cfg_b = NodeConfig(name="b", listen="127.0.0.1:0", seeds=[a.address], cookie=cookie)
         async with open_node(cfg_b) as b:
             with trio.fail_after(30):
-                while not (b.bridge.peers.get("a") and b.bridge.peers["a"].connected):  # noqa: ASYNC110
+                while not b.topology()["peer_states"].get("a", {}).get("connected"):  # noqa: ASYNC110
                     await trio.sleep(0.01)
             got = 0
 

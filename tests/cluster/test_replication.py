@@ -65,9 +65,12 @@ async def test_replayed_batch_is_deduplicated(autojump_clock: trio.abc.Clock) ->
             nodes["b"].subscribe("*", got.append)
             ev = nodes["a"].publish("task_execution", {"i": 1})
             await wait_for(lambda: len(got) == 1)
-            # the same batch arrives again (e.g. replayed after a reconnect)
+            # the same frame arrives again, twice (e.g. replayed after a reconnect):
+            # its link sequence number (1) was processed, so it is skipped
             link = nodes["b"].bridge.peers["a"]
-            nodes["b"].bridge._on_events(link, Events((ev, ev)))
+            replay = Events((ev.to_wire(),), first_seq=1, ack_floor=1)
+            nodes["b"].bridge.replication.on_events(link, replay)
+            nodes["b"].bridge.replication.on_events(link, replay)
             assert len(got) == 1
             assert nodes["b"].bridge.counters["duplicates"] == 2
 
@@ -109,7 +112,9 @@ async def test_source_mismatch_is_rejected(autojump_clock: trio.abc.Clock) -> No
                 "c",
                 forged.hlc.__class__(forged.hlc.physical + 1, 0, "c"),
             )
-            nodes["b"].bridge._on_events(link, Events((fake,)))
+            assert link.inbound is not None
+            seq = (link.inbound.processed or 0) + 1
+            nodes["b"].bridge.replication.on_events(link, Events((fake.to_wire(),), seq, seq))
             assert len(got) == 1
             assert nodes["b"].bridge.counters["source_mismatch"] == 1
 
@@ -195,7 +200,7 @@ async def test_crashing_component_is_restarted_rest_for_one(
         async with cluster(net, ["a", "b"]) as nodes:
             await wait_for(lambda: full_mesh(nodes))
             node = nodes["a"]
-            real = node.bridge.variety
+            real = node.bridge.replication.variety
             crashes: list[float] = []
 
             class BrokenOnce:
@@ -208,7 +213,7 @@ async def test_crashing_component_is_restarted_rest_for_one(
                         raise RuntimeError("variety window crashed on purpose")
                     return real.flush(now)
 
-            node.bridge.variety = BrokenOnce()  # type: ignore[assignment]
+            node.bridge.replication.variety = BrokenOnce()  # type: ignore[assignment]
             await wait_for(lambda: node.supervisor.restarts["bridge"] == 1, limit=30)
             sup = node.supervisor
             # rest_for_one: variety and everything after it restarted, the detector did not
@@ -304,7 +309,7 @@ async def test_crash_loop_stops_the_node_with_the_original_error(
     with trio.fail_after(120):
         with pytest.raises(EscalationError) as info:
             async with open_node(config("a"), transport=net.transport("a")) as node:
-                real = node.bridge.variety
+                real = node.bridge.replication.variety
 
                 class AlwaysBroken:
                     def __getattr__(self, name: str) -> object:
@@ -313,7 +318,7 @@ async def test_crash_loop_stops_the_node_with_the_original_error(
                     def flush(self, now: float) -> list[Event]:
                         raise RuntimeError("variety window keeps crashing")
 
-                node.bridge.variety = AlwaysBroken()  # type: ignore[assignment]
+                node.bridge.replication.variety = AlwaysBroken()  # type: ignore[assignment]
                 await trio.sleep_forever()
         assert isinstance(info.value.__cause__, RuntimeError)
         assert "keeps crashing" in str(info.value.__cause__)

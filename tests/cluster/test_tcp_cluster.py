@@ -138,3 +138,30 @@ async def test_unbuilt_subsystem_says_so() -> None:
     async with open_node(NodeConfig(name="a", listen="127.0.0.1:0", cookie="k" * 12)) as a:
         with pytest.raises(NotImplementedError, match="not built yet"):
             await a.algedonic_scream({"reason": "test"})
+
+
+async def test_a_flood_through_send_loses_nothing_over_tcp() -> None:
+    quotas = {"s1_operational": None}
+    water = dict(send_high_water=1_000, send_low_water=500)
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(
+            open_node(
+                NodeConfig(
+                    name="a", listen="127.0.0.1:0", cookie="right-cookie", quotas=quotas, **water
+                )
+            )
+        )
+        cfg = NodeConfig(name="b", listen="127.0.0.1:0", seeds=[a.address], cookie="right-cookie")
+        b = await stack.enter_async_context(open_node(cfg))
+        await until(lambda: meshed([a, b]))
+        got: list[int] = []
+        b.subscribe("task_execution", lambda e: got.append(e.data["i"]))
+        n = 30_000
+        with trio.fail_after(60):
+            for i in range(n):
+                await a.send("task_execution", {"i": i, "worker": "w3", "ms": 12.5})
+                assert a.topology()["peer_states"]["b"]["queue_depth"] <= 1_000 + 1
+            await a.flush(timeout=30)
+        assert got == list(range(n))  # one link, one channel: in order, once each
+        stats = a.variety_stats()["peers"]["b"]
+        assert stats["sent"] == n and stats["dropped"] == 0 and stats["queued"] == 0

@@ -1,7 +1,8 @@
-"""Outbox: lanes by priority, backlog ring, and exact accounting."""
+"""Outbox: lanes by priority, alarms apart, link numbers, acks, and exact accounting."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,21 +22,125 @@ def invariant(o: Outbox) -> None:
     ), s
 
 
-def test_lanes_drain_by_priority() -> None:
+def ids(batch: list[Event]) -> list[int]:
+    return [e.hlc.physical for e in batch]
+
+
+def test_lanes_drain_by_priority_and_numbers_follow_the_write_order() -> None:
     o = Outbox()
     o.set_connected(True)
     o.offer(ev(1, Channel.GENERAL))
     o.offer(ev(2, Channel.S1_OPERATIONAL))
     o.offer(ev(3, Channel.ALGEDONIC))
     o.offer(ev(4, Channel.S5_POLICY))
-    batch = o.take_batch(10)
-    assert [e.hlc.physical for e in batch] == [3, 4, 2, 1]
-    o.mark_sent(batch)
-    assert o.stats()["sent"] == 4
+    first, batch = o.take_batch(10)
+    assert first == 1 and ids(batch) == [3, 4, 2, 1]
+    assert o.stats()["sent"] == 0 and o.unacked == 4  # written is not sent
+    assert o.on_ack(4) == 4
+    assert o.stats()["sent"] == 4 and o.unacked == 0 and o.next_seq == 5
     invariant(o)
 
 
-def test_unreachable_peer_gets_a_bounded_backlog_replayed_first() -> None:
+def test_sent_means_acknowledged_and_refusals_are_dropped_with_their_reason() -> None:
+    o = Outbox()
+    o.set_connected(True)
+    for i in range(5):
+        o.offer(ev(i))
+    first, batch = o.take_batch(10)
+    assert first == 1 and len(batch) == 5
+    assert o.on_ack(2) == 2
+    assert o.on_ack(2) == 0  # repeated ack settles nothing
+    assert o.on_ack(1) == 0  # stale ack too
+    o.on_ack(5, {4: "clock_offset"})
+    s = o.stats()
+    assert s["sent"] == 4 and s["dropped_by_reason"] == {"clock_offset": 1}
+    invariant(o)
+
+
+def test_unacknowledged_events_are_resent_after_a_reconnect_with_their_numbers() -> None:
+    o = Outbox()
+    o.set_connected(True)
+    for i in range(6):
+        o.offer(ev(i))
+    first, batch = o.take_batch(4)
+    assert (first, ids(batch)) == (1, [0, 1, 2, 3])
+    o.on_ack(2)
+    o.set_connected(False)
+    s = o.stats()
+    assert s["backlogged"] == 4 and s["queued"] == 0
+    invariant(o)
+    o.offer(ev(10, Channel.ALGEDONIC))
+    o.set_connected(True)
+    assert o.ack_floor == 3
+    first, batch = o.take_batch(10)
+    assert (first, ids(batch)) == (3, [2, 3])  # resent alone, in order, old numbers
+    first, batch = o.take_batch(10)
+    assert (first, ids(batch)) == (5, [10, 4, 5])  # then alarms, then lanes
+    invariant(o)
+
+
+def test_ack_beyond_what_was_resent_skips_the_resend() -> None:
+    o = Outbox()
+    o.set_connected(True)
+    for i in range(4):
+        o.offer(ev(i))
+    o.take_batch(10)
+    o.set_connected(False)
+    o.set_connected(True)
+    o.on_ack(3)  # the peer had them; only the ack was lost
+    first, batch = o.take_batch(10)
+    assert (first, ids(batch)) == (4, [3])
+
+
+def test_alarms_have_their_own_space_and_are_never_evicted_by_other_channels() -> None:
+    o = Outbox(lane_size=3, backlog_size=3, algedonic_size=2)
+    o.set_connected(True)
+    o.offer(ev(100, Channel.ALGEDONIC))
+    for i in range(50):
+        o.offer(ev(i))
+    o.offer(ev(101, Channel.ALGEDONIC))
+    s = o.stats()
+    assert s["dropped_by_reason"] == {"queue_full": 47}
+    _, batch = o.take_batch(3)
+    assert ids(batch) == [100, 101, 47]
+    o.offer(ev(102, Channel.ALGEDONIC))
+    o.offer(ev(103, Channel.ALGEDONIC))
+    o.offer(ev(104, Channel.ALGEDONIC))  # the alarm queue itself is bounded
+    assert o.stats()["dropped_by_reason"]["algedonic_overflow"] == 1
+    invariant(o)
+
+
+def test_full_queue_evicts_lowest_priority_first() -> None:
+    o = Outbox(lane_size=3)
+    o.set_connected(True)
+    o.offer(ev(1, Channel.S5_POLICY))
+    o.offer(ev(2, Channel.S1_OPERATIONAL))
+    o.offer(ev(3, Channel.GENERAL))
+    o.offer(ev(4, Channel.S3_CONTROL))  # general's oldest gives way
+    o.offer(ev(5, Channel.GENERAL))  # everything queued outranks it: it goes
+    _, batch = o.take_batch(10)
+    assert ids(batch) == [1, 4, 2]
+    assert o.stats()["dropped_by_reason"] == {"queue_full": 2}
+    invariant(o)
+
+
+def test_window_bounds_what_is_in_flight_but_not_alarms() -> None:
+    o = Outbox(window=3)
+    o.set_connected(True)
+    for i in range(10):
+        o.offer(ev(i))
+    _, batch = o.take_batch(10)
+    assert len(batch) == 3 and o.pending == 0
+    o.offer(ev(50, Channel.ALGEDONIC))
+    assert o.pending == 1
+    _, batch = o.take_batch(10)
+    assert ids(batch) == [50]
+    o.on_ack(4)
+    assert o.pending == 7
+    invariant(o)
+
+
+def test_unreachable_peer_gets_a_bounded_backlog() -> None:
     o = Outbox(backlog_size=3)
     for i in range(5):
         o.offer(ev(i))
@@ -43,33 +148,18 @@ def test_unreachable_peer_gets_a_bounded_backlog_replayed_first() -> None:
     assert s["backlogged"] == 3 and s["dropped_by_reason"] == {"backlog_overflow": 2}
     invariant(o)
     o.set_connected(True)
-    o.offer(ev(10, Channel.ALGEDONIC))
-    batch = o.take_batch(10)
-    assert [e.hlc.physical for e in batch] == [2, 3, 4, 10]  # backlog first, then lanes
-    o.mark_sent(batch)
-    invariant(o)
+    _, batch = o.take_batch(10)
+    assert ids(batch) == [2, 3, 4]
 
 
-def test_disconnect_returns_inflight_and_lanes_to_backlog() -> None:
-    o = Outbox()
+def test_disconnect_shrinks_lanes_to_the_backlog_bound() -> None:
+    o = Outbox(lane_size=10, backlog_size=2)
     o.set_connected(True)
-    for i in range(4):
+    for i in range(6):
         o.offer(ev(i))
-    batch = o.take_batch(2)
-    assert len(batch) == 2
-    invariant(o)
     o.set_connected(False)
-    assert [e.hlc.physical for e in o.backlog] == [0, 1, 2, 3]
-    assert o.stats()["queued"] == 0
-    invariant(o)
-
-
-def test_lane_full_spills_to_backlog() -> None:
-    o = Outbox(lane_size=2, backlog_size=10)
-    o.set_connected(True)
-    for i in range(5):
-        o.offer(ev(i))
-    assert o.stats()["queued"] == 2 and o.stats()["backlogged"] == 3
+    assert o.stats()["backlogged"] == 2
+    assert o.stats()["dropped_by_reason"] == {"backlog_overflow": 4}
     invariant(o)
 
 
@@ -79,26 +169,40 @@ def test_aggregates_are_sent_but_not_offered() -> None:
     o.count_compressed()
     o.count_compressed()
     o.offer(ev(1, compressed=True))
-    batch = o.take_batch(5)
-    o.mark_sent(batch)
+    first, _ = o.take_batch(5)
+    o.on_ack(first)
     s = o.stats()
     assert s["offered"] == 2 and s["compressed"] == 2 and s["aggregates_sent"] == 1
+    invariant(o)
+
+
+def test_drop_unwritten_renumbers_only_what_was_not_written() -> None:
+    o = Outbox()
+    o.set_connected(True)
+    for i in range(3):
+        o.offer(ev(i))
+    _, batch = o.take_batch(10)
+    o.drop_unwritten(batch[1])
+    assert o.next_seq == 3 and o.stats()["dropped_by_reason"] == {"too_large": 1}
+    with pytest.raises(ValueError):
+        o.drop_unwritten(batch[1])
     invariant(o)
 
 
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(
-        st.sampled_from(["offer", "agg", "comp", "thr", "take", "sent", "up", "down"]),
-        max_size=200,
+        st.sampled_from(["offer", "alarm", "agg", "comp", "thr", "take", "ack", "up", "down"]),
+        max_size=300,
     )
 )
 def test_invariant_holds_at_every_step(ops: list[str]) -> None:
-    o = Outbox(lane_size=5, backlog_size=7)
-    taken: list[Event] = []
+    o = Outbox(lane_size=5, backlog_size=7, window=4, algedonic_size=3)
     for i, op in enumerate(ops):
         if op == "offer":
-            o.offer(ev(i, list(Channel)[i % 7]))
+            o.offer(ev(i, list(Channel)[1 + i % 6]))
+        elif op == "alarm":
+            o.offer(ev(i, Channel.ALGEDONIC))
         elif op == "agg":
             o.offer(ev(i, compressed=True))
         elif op == "comp":
@@ -106,13 +210,11 @@ def test_invariant_holds_at_every_step(ops: list[str]) -> None:
         elif op == "thr":
             o.count_throttled()
         elif op == "take" and o.connected:
-            taken = o.take_batch(3)
-        elif op == "sent" and o.connected and taken:
-            o.mark_sent(taken)
-            taken = []
+            o.take_batch(3)
+        elif op == "ack":
+            o.on_ack(o.next_seq - 1 - i % 3)
         elif op == "up":
             o.set_connected(True)
         elif op == "down":
             o.set_connected(False)
-            taken = []
         invariant(o)

@@ -13,6 +13,7 @@ from node.core.events import Channel, Event
 from node.core.hlc import Timestamp
 from node.core.wire import (
     PROTOCOL_VERSION,
+    Ack,
     Algedonic,
     AlgedonicAck,
     Auth,
@@ -46,8 +47,11 @@ SAMPLES = [
     Hello(PROTOCOL_VERSION, "prod", "a", "member", b"n" * 16, "127.0.0.1:7401", 99),
     Auth(b"m" * 32),
     Welcome("b"),
-    Events((EVENT, EVENT.relayed())),
-    Heartbeat("a", 7, ("b", "c"), {"a": "h:1", "b": "h:2"}, {"overall": 0.9, "s1": 1}, "member"),
+    Events((EVENT.to_wire(), EVENT.relayed().to_wire()), 17, 12, 5),
+    Ack(42, ((40, "clock_offset"), (41, "invalid_event"))),
+    Heartbeat(
+        "a", 7, ("b", "c"), {"a": "h:1", "b": "h:2"}, {"overall": 0.9, "s1": 1}, "member", 12345
+    ),
     Algedonic("sig-1", EVENT, ("a", "b")),
     AlgedonicAck("sig-1", "a", "c"),
     Resolve("d-1", ("a", "b"), "alice", "keep the majority", Timestamp(5, 1, "a")),
@@ -120,18 +124,20 @@ def test_bad_payload_is_consumed_and_stream_stays_usable() -> None:
     ("data", "error", "match"),
     [
         (struct.pack(">I", 3) + b"\xc1\xc1\xc1", MalformedFrameError, "not msgpack"),
-        (frame([4]), InvalidMessageError, "EVENTS needs 1 fields"),
+        (frame([4]), InvalidMessageError, "EVENTS needs 4 fields"),
+        (frame([4, 5, 6, 0, []]), InvalidMessageError, "ack_floor"),
+        (frame([4, 0, 1, 0, []]), InvalidMessageError, "first_seq"),
+        (frame([10, 3, [[1]]]), InvalidMessageError, "ACK refused"),
         (frame([99, 1]), UnknownMessageError, "unknown message kind 99"),
         (frame(["4", []]), InvalidMessageError, "kind must be an int"),
         (frame([3, 7]), InvalidMessageError, "WELCOME node"),
         (frame([2, b"short"]), InvalidMessageError, "AUTH mac must be 32 bytes"),
         (frame([1, 1, "c", "a", "member", b"x" * 15, "", 0]), InvalidMessageError, "nonce"),
-        (frame([4, [[1, 2]]]), InvalidMessageError, "9-item array"),
         (struct.pack(">I", 2) + b"\x92\x03", MalformedFrameError, "incomplete"),
         (frame([3, "a" * 300_000]), LimitExceededError, "max_str_len"),
         (frame([4, [None] * 70_000]), LimitExceededError, "max_array_len"),
         (
-            frame([5, "a", 1, [], {"a": "x"}, {"overall": 3.0}, "member"]),
+            frame([5, "a", 1, [], {"a": "x"}, {"overall": 3.0}, "member", 0]),
             InvalidMessageError,
             "health",
         ),
@@ -147,9 +153,9 @@ def test_malformed_frames(data: bytes, error: type[Exception], match: str) -> No
 
 def test_hello_of_another_version_still_decodes_its_version() -> None:
     d = Decoder()
-    d.feed(frame([1, 2, "c", "a", "member", b"x" * 16, "", 0, "new field"]))
+    d.feed(frame([1, 3, "c", "a", "member", b"x" * 16, "", 0, "new field"]))
     (hello,) = list(d)
-    assert isinstance(hello, Hello) and hello.version == 2
+    assert isinstance(hello, Hello) and hello.version == 3
 
 
 def test_deep_nesting_is_a_limit_error() -> None:
@@ -169,11 +175,16 @@ def test_trailing_garbage_inside_a_frame() -> None:
 
 
 def test_event_hops_beyond_max_rejected() -> None:
+    # Events are validated one by one by the receiver (one bad event is refused
+    # alone and the link's numbering stays whole), so the frame decodes and the
+    # event does not.
     d = Decoder(max_hops=2)
     far = Event(EVENT.type, EVENT.channel, EVENT.data, EVENT.source, EVENT.hlc, hops=3)
     d.feed(encode(Events((far,))))
+    (msg,) = list(d)
+    assert isinstance(msg, Events)
     with pytest.raises(InvalidMessageError, match="hops"):
-        list(d)
+        Event.from_wire(msg.events[0], max_hops=2)
 
 
 # --- fuzzing: only ProtocolError may ever escape ----------------------------------

@@ -1,0 +1,429 @@
+"""Replication: what crosses each link, exactly once or counted.
+
+The bridge (node.runtime.bridge) manages connections; this module moves
+events over them. Per peer, the sending side is an Outbox (node.core.outbox:
+lanes, link sequence numbers, what is in flight until acknowledged) and the
+receiving side an InboundLink (node.core.link: the highest number processed).
+
+- ``replicate`` (the publish path) is synchronous: variety control, then an
+  append to each peer's outbox. Publishing never waits on the network;
+  ``wait_for_room`` (``Node.send``) and ``flush`` are the waiting forms.
+- Each connection's writer follows Nagle's rule, not a timer: when idle it
+  writes what there is at once (a lone event or alarm goes out alone); events
+  that arrive while a write is in progress form the next batch. Control
+  messages (heartbeats, acks) and alarms go first.
+- The receiver validates each event on its own (a bad one is refused, the
+  rest delivered), refuses events whose clock is too far ahead, updates the
+  HLC once per batch with the batch's maximum before delivering (so replies
+  stamped by subscribers come after what they answer), and acknowledges
+  cumulatively; refusals travel back with the ack and are counted by the
+  sender as dropped with their reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from node.core.dedup import Deduplicator
+from node.core.events import Event
+from node.core.hlc import HLC, Timestamp
+from node.core.outbox import TOO_LARGE, Outbox
+from node.core.variety import VarietyManager, Verdict
+from node.core.wire import HEADER, Ack, Events, Heartbeat, encode
+from node.errors import BackpressureTimeout, ClockError, FrameTooLargeError, ProtocolError
+
+if TYPE_CHECKING:
+    from node.config import NodeConfig
+    from node.runtime.bridge import PeerLink
+    from node.runtime.peer import FramedStream
+
+log = logging.getLogger("vsm.replication")
+
+# Reasons a receiver refuses an event (sent back in ACK, counted by the sender).
+CLOCK_OFFSET = "clock_offset"
+INVALID = "invalid_event"
+SOURCE_MISMATCH = "source_mismatch"
+
+# send() yields to the scheduler at least this often (seconds) below high water.
+_YIELD_EVERY_S = 0.001
+
+# Room in a frame for everything but the events (kind, numbers, array header).
+_FRAME_OVERHEAD = 64
+
+
+class Replicator:
+    """Moves events between this node and its peers. See the module docstring."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        hlc: HLC,
+        variety: VarietyManager,
+        deliver: Callable[[Event], None],
+        peers: dict[str, PeerLink],
+        count: Callable[[str, int], None],
+    ) -> None:
+        self.config = config
+        self.hlc = hlc
+        self.variety = variety
+        self.deliver = deliver
+        self.peers = peers
+        self.count = count
+        # Only events relayed through a third node need identity-based dedup;
+        # direct ones are deduplicated by link sequence numbers.
+        self.dedup = Deduplicator(config.dedup_size)
+        self._progress = trio.Event()
+        self._waiting = 0
+        self._unyielded = 0  # sends since send() last yielded to the scheduler
+        self._yielded_at = float("-inf")
+        # trio.current_time() looks the clock up on every call; the publish
+        # path asks once per event.
+        self._now: Callable[[], float] = trio.lowlevel.current_clock().current_time
+
+    def new_outbox(self) -> Outbox:
+        c = self.config
+        return Outbox(
+            lane_size=c.lane_size,
+            backlog_size=c.backlog_size,
+            algedonic_size=c.algedonic_queue_size,
+            window=c.send_window,
+        )
+
+    # --- the publish path (synchronous) ------------------------------------------
+
+    def replicate(self, event: Event) -> Verdict:
+        """Admit ``event`` through variety control and queue it for every peer."""
+        verdict = self.variety.admit(event, self._now())
+        peers = self.peers.values()
+        if verdict is Verdict.ADMIT:
+            for peer in peers:
+                peer.outbox.offer(event)
+                if peer.writer_waiting:
+                    peer.notify()
+        elif verdict is Verdict.COMPRESS:
+            for peer in peers:
+                peer.outbox.count_compressed()
+        else:
+            for peer in peers:
+                peer.outbox.count_throttled()
+        return verdict
+
+    async def run_variety(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """The variety service: close compression windows, feed adaptive quotas."""
+        task_status.started()
+        while True:
+            await trio.sleep(self.variety.window_s)
+            now = trio.current_time()
+            for event in self.variety.flush(now):
+                for peer in self.peers.values():
+                    peer.outbox.offer(event)
+                    peer.notify()
+            # Outbound congestion feeds adaptive quotas: the fullest outbox.
+            self.variety.set_system_pressure(self.congestion(), now)
+
+    def congestion(self) -> float:
+        worst = 0.0
+        cap = max(self.config.lane_size, 1)
+        for peer in self.peers.values():
+            if peer.connected:
+                worst = max(worst, peer.outbox.depth / cap)
+        return min(worst, 1.0)
+
+    # --- waiting forms: backpressure and flush -------------------------------------
+
+    def _signal_progress(self) -> None:
+        if self._waiting:
+            self._progress.set()
+            self._progress = trio.Event()
+
+    def worst_depth(self) -> tuple[int, str]:
+        """The deepest queue (lanes + unacknowledged) of a connected voting member."""
+        worst, name = 0, ""
+        for peer in self.peers.values():
+            if peer.connected and peer.role != "observer":
+                depth = peer.outbox.depth
+                if depth > worst:
+                    worst, name = depth, peer.name
+        return worst, name
+
+    async def wait_for_room(self, limit_s: float | None) -> None:
+        """Return at once unless the slowest connected member's queue is above the
+        high-water mark; then wait until it is below the low-water mark.
+        BackpressureTimeout after ``limit_s`` seconds."""
+        cfg = self.config
+        depth, name = self.worst_depth()
+        if depth <= cfg.send_high_water:
+            # A full checkpoint (a trip through the scheduler) per event would
+            # cost more than the event: yield once per batch, or when the last
+            # yield is a while ago (a sporadic sender's event leaves at once);
+            # between them, only honour cancellation.
+            now = self._now()
+            self._unyielded += 1
+            if self._unyielded >= cfg.batch_max or now - self._yielded_at >= _YIELD_EVERY_S:
+                self._unyielded = 0
+                await trio.lowlevel.checkpoint()
+                self._yielded_at = self._now()
+            else:
+                await trio.lowlevel.checkpoint_if_cancelled()
+            return
+        await self._wait_until(
+            lambda: self.worst_depth()[0] < cfg.send_low_water,
+            limit_s,
+            lambda: (
+                f"peer {name!r} has {self.worst_depth()[0]} events queued "
+                f"(high water {cfg.send_high_water}, low water {cfg.send_low_water})"
+            ),
+        )
+
+    async def flush(self, limit_s: float | None) -> None:
+        """Wait until every connected peer has acknowledged everything queued for it."""
+
+        def behind() -> list[str]:
+            return [n for n, p in self.peers.items() if p.connected and p.outbox.depth]
+
+        await self._wait_until(
+            lambda: not behind(),
+            limit_s,
+            lambda: (
+                "not acknowledged yet by "
+                + ", ".join(f"{n} ({self.peers[n].outbox.depth} events)" for n in behind())
+            ),
+        )
+
+    async def _wait_until(
+        self, done: Callable[[], bool], limit_s: float | None, why: Callable[[], str]
+    ) -> None:
+        self._waiting += 1
+        try:
+            with trio.move_on_after(limit_s if limit_s is not None else float("inf")) as scope:
+                while not done():
+                    await self._progress.wait()
+        finally:
+            self._waiting -= 1
+        if scope.cancelled_caught:
+            raise BackpressureTimeout(f"gave up after {limit_s:g} s: {why()}")
+        await trio.lowlevel.checkpoint()
+
+    # --- sessions ------------------------------------------------------------------
+
+    def session_ended(self, peer: PeerLink) -> None:
+        peer.outbox.set_connected(False)
+        self._signal_progress()  # an unreachable peer never blocks a producer
+
+    # --- the writer (one per connection) ---------------------------------------------
+
+    async def writer(self, peer: PeerLink, framed: FramedStream) -> None:
+        cfg = self.config
+        outbox = peer.outbox
+        inbound = peer.inbound
+        timeout = cfg.write_timeout_s
+        while True:
+            if outbox.control:
+                with trio.fail_after(timeout):
+                    await framed.send(outbox.control.popleft())
+                continue
+            if inbound is not None and inbound.refused and inbound.ack_due:
+                upto, refused = inbound.take_ack()
+                with trio.fail_after(timeout):
+                    await framed.send(Ack(upto, tuple(sorted(refused.items()))))
+                continue
+            if outbox.pending:
+                first, batch = outbox.take_batch(cfg.batch_max)
+                if batch:
+                    ack = 0
+                    if inbound is not None and inbound.ack_due:
+                        ack, _ = inbound.take_ack()
+                    data = self._encode(outbox, first, batch, ack)
+                    if data:
+                        with trio.fail_after(timeout):
+                            await framed.send_bytes(data)
+                        peer.frames_out += 1
+                    continue
+            if inbound is not None and inbound.ack_due:
+                upto, refused = inbound.take_ack()
+                with trio.fail_after(timeout):
+                    await framed.send(Ack(upto, tuple(sorted(refused.items()))))
+                continue
+            peer.wake = trio.Event()
+            peer.writer_waiting = True
+            await peer.wake.wait()
+
+    def _encode(self, outbox: Outbox, first: int, batch: list[Event], ack: int) -> bytes:
+        cfg = self.config
+        floor = outbox.ack_floor
+        try:
+            return encode(Events(tuple(batch), first, floor, ack), max_frame=cfg.max_frame)
+        except FrameTooLargeError:
+            pass
+        # Too big for one frame: drop only events too large alone (counted;
+        # they were never written, so the numbers stay whole), and split the
+        # rest into frames that fit.
+        limit = cfg.max_frame - _FRAME_OVERHEAD
+        sizes: list[tuple[Event, int]] = []
+        for event in list(batch):
+            size = len(encode(Events((event,)), max_frame=1 << 62)) - HEADER.size
+            if size > limit:
+                outbox.drop_unwritten(event, TOO_LARGE)
+                self.count("oversize_events", 1)
+                log.warning("event %s from %s exceeds max_frame: dropped", event.type, event.source)
+            else:
+                sizes.append((event, size))
+        frames: list[bytes] = []
+        chunk: list[Event] = []
+        used = 0
+        seq = first
+        for event, size in sizes:
+            if chunk and used + size > limit:
+                frames.append(encode(Events(tuple(chunk), seq, floor, ack), max_frame=limit << 1))
+                seq += len(chunk)
+                chunk, used = [], 0
+            chunk.append(event)
+            used += size
+        if chunk:
+            frames.append(encode(Events(tuple(chunk), seq, floor, ack), max_frame=limit << 1))
+        return b"".join(frames)
+
+    # --- receiving -----------------------------------------------------------------
+
+    def on_ack(self, peer: PeerLink, msg: Ack) -> None:
+        self._settle(peer, msg.upto, dict(msg.refused))
+
+    def _settle(self, peer: PeerLink, upto: int, refused: dict[int, str] | None) -> None:
+        outbox = peer.outbox
+        if refused:
+            reasons = set(refused.values())
+            if CLOCK_OFFSET in reasons and not peer.refused_by_peer:
+                peer.refused_by_peer = True
+                log.warning(
+                    "%s refuses our events: our clock is more than its max offset ahead "
+                    "(counted as dropped: %s)",
+                    peer.name,
+                    CLOCK_OFFSET,
+                )
+        elif peer.refused_by_peer and upto >= outbox.ack_floor:
+            peer.refused_by_peer = False
+            log.info("%s accepts our events again", peer.name)
+        if outbox.on_ack(upto, refused):
+            self._signal_progress()
+            if outbox.pending:
+                peer.notify()  # the window has room again
+
+    def on_events(self, peer: PeerLink, msg: Events) -> None:
+        if msg.ack:
+            self._settle(peer, msg.ack, None)
+        items = msg.events
+        inbound = peer.inbound
+        if not items or inbound is None:
+            return
+        skip = inbound.begin(msg.first_seq, msg.ack_floor, len(items))
+        if skip:
+            self.count("duplicates", skip)
+        cfg = self.config
+        name = peer.name
+        me = cfg.name
+        max_hops = cfg.max_hops
+        limit = self.hlc.wall() + cfg.max_offset_ms
+        accepted: list[Event] = []
+        top: Timestamp | None = None
+        seq = msg.first_seq + skip
+        for raw in items[skip:] if skip else items:
+            try:
+                event = Event.from_wire(raw, max_hops=max_hops)
+            except ProtocolError as exc:
+                inbound.refuse(seq, INVALID)
+                self.count("invalid_events", 1)
+                log.warning("invalid event from %s refused: %s", name, exc)
+                seq += 1
+                continue
+            source = event.source
+            if source != name:
+                if event.hops == 0:
+                    inbound.refuse(seq, SOURCE_MISMATCH)
+                    self.count("source_mismatch", 1)
+                    log.warning("%s sent an event claiming source %s", name, source)
+                    seq += 1
+                    continue
+                if source == me:
+                    self.count("own_events_returned", 1)
+                    seq += 1
+                    continue
+                if self.dedup.seen(source, event.hlc):
+                    self.count("duplicates", 1)
+                    seq += 1
+                    continue
+            hlc = event.hlc
+            if hlc.physical > limit:
+                inbound.refuse(seq, CLOCK_OFFSET)
+                self.count("clock_rejected", 1)
+                if not peer.refusing_clock:
+                    peer.refusing_clock = True
+                    log.warning(
+                        "refusing events from %s: its clock is %d ms ahead of ours "
+                        "(max_offset_ms %d); told the sender",
+                        name,
+                        hlc.physical - limit + cfg.max_offset_ms,
+                        cfg.max_offset_ms,
+                    )
+                seq += 1
+                continue
+            if top is None or hlc > top:
+                top = hlc
+            accepted.append(event)
+            seq += 1
+        if top is not None:
+            if peer.refusing_clock:
+                peer.refusing_clock = False
+                log.info("events from %s are within the clock bound again", name)
+            try:
+                self.hlc.update(top)
+            except ClockError as exc:  # overflow only: the offset was checked above
+                self.count("clock_errors", 1)
+                log.warning("clock update from %s failed: %s", name, exc)
+        peer.events_in += len(accepted)
+        deliver = self.deliver
+        for event in accepted:
+            deliver(event)
+        peer.notify()  # an ack is due
+
+    def on_heartbeat_clock(self, peer: PeerLink, msg: Heartbeat) -> None:
+        """Compare the sender's wall clock with ours, so a skewed peer is flagged on
+        both sides (once per episode) before any event of its is refused."""
+        if not msg.wall_ms:
+            return
+        offset = msg.wall_ms - self.hlc.wall()
+        peer.clock_offset_ms = offset
+        bound = self.config.max_offset_ms
+        skewed = abs(offset) > bound
+        if skewed and not peer.clock_skewed:
+            side = "ahead of" if offset > 0 else "behind"
+            consequence = (
+                "its events will be refused" if offset > 0 else ("our events will be refused there")
+            )
+            log.warning(
+                "clock of %s is %d ms %s ours (max_offset_ms %d): %s",
+                peer.name,
+                abs(offset),
+                side,
+                bound,
+                consequence,
+            )
+            self.count("clock_skew_episodes", 1)
+        elif not skewed and peer.clock_skewed:
+            log.info("clock of %s is back within %d ms of ours", peer.name, bound)
+        peer.clock_skewed = skewed
+
+    # --- views ------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "peers": {name: peer.outbox.stats() for name, peer in sorted(self.peers.items())},
+            "dedup": {
+                "remembered": len(self.dedup),
+                "duplicates": self.dedup.duplicates,
+            },
+        }

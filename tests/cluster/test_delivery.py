@@ -1,0 +1,176 @@
+"""Delivery on the simulated network under MockClock: no idle floor, alarms first,
+nothing lost to stalls, resets or clocks, backpressure in trio's idiom."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from vsmtest import cluster, full_mesh, wait_for
+
+from node.core.events import Event
+from node.errors import BackpressureTimeout
+from node.sim import SimNetwork
+
+pytestmark = pytest.mark.trio
+
+
+async def test_a_lone_event_is_written_at_once(autojump_clock: trio.abc.Clock) -> None:
+    net = SimNetwork()
+    with trio.fail_after(60):
+        async with cluster(net, ["a", "b"]) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            await trio.sleep(0.5)
+            arrived: list[float] = []
+            nodes["b"].subscribe("task_execution", lambda e: arrived.append(trio.current_time()))
+            sent_at = trio.current_time()
+            nodes["a"].publish("task_execution", {"i": 1})
+            await wait_for(lambda: bool(arrived), step=0.0001)
+            # No batch timer: the network has no delay, so neither has the event.
+            assert arrived == [sent_at]
+            await nodes["a"].flush(timeout=1)
+            assert nodes["a"].variety_stats()["peers"]["b"]["sent"] == 1
+
+
+async def test_alarm_overtakes_a_full_s1_lane(autojump_clock: trio.abc.Clock) -> None:
+    net = SimNetwork()
+    quotas = {"s1_operational": None}
+    with trio.fail_after(120):
+        async with cluster(net, ["a", "b"], quotas=quotas) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            order: list[str] = []
+            nodes["b"].subscribe("*", lambda e: order.append(e.type))
+            net.cut("a", "b", one_way=True)  # a's bytes to b are held: its lanes fill
+            for i in range(5_000):
+                nodes["a"].publish("task_execution", {"i": i})
+            nodes["a"].publish("system_panic", {"why": "test"})
+            await trio.sleep(0.1)
+            net.heal("a", "b")
+            await wait_for(lambda: len(order) == 5_001)
+            # Only what was already written (at most the send window) came first.
+            window = nodes["a"].config.send_window
+            assert order.index("system_panic") <= window
+            await nodes["a"].flush(timeout=5)
+            stats = nodes["a"].variety_stats()["peers"]["b"]
+            assert stats["sent"] == 5_001 and stats["dropped"] == 0
+
+
+async def test_a_stall_then_reset_loses_nothing(autojump_clock: trio.abc.Clock) -> None:
+    """What was written but not received is resent after the reconnect, exactly once."""
+    net = SimNetwork()
+    quotas = {"s1_operational": None}
+    with trio.fail_after(300):
+        async with cluster(net, ["a", "b"], quotas=quotas) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            got: list[int] = []
+            nodes["b"].subscribe("task_execution", lambda e: got.append(e.data["i"]))
+            for i in range(2_000):
+                nodes["a"].publish("task_execution", {"i": i})
+            await trio.lowlevel.checkpoint()
+            net.cut("a", "b", one_way=True)
+            for i in range(2_000, 5_000):
+                nodes["a"].publish("task_execution", {"i": i})
+            await trio.sleep(0.5)
+            net.reset("a", "b")  # like a RST: held bytes are lost
+            net.heal("a", "b")
+            await wait_for(lambda: len(got) >= 5_000, limit=120)
+            await trio.sleep(2)
+            assert sorted(got) == list(range(5_000))  # all of them, once each
+            await nodes["a"].flush(timeout=10)
+            stats = nodes["a"].variety_stats()["peers"]["b"]
+            assert stats["sent"] == 5_000 and stats["dropped"] == 0
+            assert nodes["a"].topology()["peer_states"]["b"]["disconnects"] >= 1
+
+
+async def test_events_from_a_clock_ahead_are_refused_and_counted_on_both_sides(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    net = SimNetwork()
+    with trio.fail_after(60):
+        async with cluster(net, ["a", "b"]) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            a, b = nodes["a"], nodes["b"]
+            real = a.hlc.wall
+            a.hlc.wall = lambda: real() + 2_000  # a's wall clock runs 2 s ahead
+            await wait_for(lambda: b.topology()["peer_states"]["a"]["clock_skewed"], limit=5)
+            await wait_for(lambda: a.topology()["peer_states"]["b"]["clock_skewed"], limit=5)
+            got: list[Event] = []
+            b.subscribe("task_execution", got.append)
+            for i in range(10):
+                a.publish("task_execution", {"i": i})
+            await a.flush(timeout=5)
+            assert got == []
+            stats = a.variety_stats()["peers"]["b"]
+            assert stats["sent"] == 0 and stats["dropped_by_reason"] == {"clock_offset": 10}
+            assert b.variety_stats()["counters"]["clock_rejected"] == 10
+            refusals = [r for r in caplog.records if "refusing events from a" in r.getMessage()]
+            assert len(refusals) == 1  # once per episode, not per event
+            # the other way is fine: b's clock is behind a's, within any bound
+            at_a: list[Event] = []
+            a.subscribe("task_execution", at_a.append)
+            b.publish("task_execution", {"i": 99})
+            await b.flush(timeout=5)
+            assert [e.data["i"] for e in at_a] == [99]
+
+
+async def test_send_waits_for_a_slow_member_and_times_out(autojump_clock: trio.abc.Clock) -> None:
+    net = SimNetwork()
+    kw = {"quotas": {"s1_operational": None}, "send_high_water": 100, "send_low_water": 50}
+    with trio.fail_after(120):
+        async with cluster(net, ["a", "b"], **kw) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            a = nodes["a"]
+            for i in range(100):
+                await a.send("task_execution", {"i": i})  # the peer keeps up: no wait
+            net.cut("a", "b", one_way=True)  # b stops hearing a, the session lives on
+            start = trio.current_time()
+            with pytest.raises(BackpressureTimeout, match="high water 100"):
+                for i in range(1_000):
+                    await a.send("task_execution", {"i": i}, timeout=1.0)
+            assert trio.current_time() - start == pytest.approx(1.0)
+            with pytest.raises(BackpressureTimeout, match="not acknowledged yet by b"):
+                await a.flush(timeout=0.5)
+            net.heal("a", "b")
+            await a.flush(timeout=10)
+            stats = a.variety_stats()["peers"]["b"]
+            assert stats["queued"] == 0 and stats["dropped"] == 0
+
+
+async def test_unreachable_peers_and_observers_never_block_send(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    net = SimNetwork()
+    kw = {"quotas": {"s1_operational": None}, "send_high_water": 10, "send_low_water": 5}
+    with trio.fail_after(120):
+        async with cluster(net, ["a", "b"], **kw) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            net.isolate("b")
+            states = nodes["a"].topology
+            await wait_for(lambda: not states()["peer_states"]["b"]["connected"], limit=30)
+            start = trio.current_time()
+            for i in range(500):
+                await nodes["a"].send("task_execution", {"i": i}, timeout=1.0)
+            assert trio.current_time() == start  # backlogged, not waited for
+            assert nodes["a"].variety_stats()["peers"]["b"]["backlogged"] == 500
+            net.rejoin("b")
+            got: list[Event] = []
+            nodes["b"].subscribe("task_execution", got.append)
+            await wait_for(lambda: len(got) == 500, limit=60)
+
+
+async def test_acks_reopen_the_window_without_waiting_for_a_heartbeat(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    net = SimNetwork()
+    kw = {"quotas": {"s1_operational": None}, "send_window": 16, "heartbeat_interval_s": 5.0}
+    with trio.fail_after(60):
+        async with cluster(net, ["a", "b"], **kw) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            got: list[Event] = []
+            nodes["b"].subscribe("task_execution", got.append)
+            start = trio.current_time()
+            for i in range(2_000):
+                nodes["a"].publish("task_execution", {"i": i})
+            await nodes["a"].flush(timeout=30)
+            # 125 windows' worth, each reopened by an ack at once: no virtual time passes
+            assert len(got) == 2_000
+            assert trio.current_time() - start < 0.01
