@@ -37,11 +37,14 @@ from node.core.events import Channel, Event
 from node.node import Node, Subscription, open_node
 from node.runtime.control import ControlServer, bind_control
 from node.runtime.metrics import MetricsServer, open_metrics_listeners
+from node.telemetry import EVENTS as TELEMETRY_EVENTS
+from node.telemetry import VARIETY_FLOW
 
 EVENT_RING = 500
 LOG_RING = 300
 SIGNAL_RING = 50
 COMMAND_QUEUE = 64
+TELEMETRY_HANDLER = "vsm-console-event-log"
 
 Done = Callable[[Any, BaseException | None], None]
 
@@ -227,15 +230,32 @@ class Session:
             done(result, None)
 
     def _follow(self, node: Node | None) -> None:
-        """Keep one ``"*"`` subscription, on the node being viewed."""
+        """Keep one ``"*"`` subscription (and telemetry handler), on the node being viewed."""
         if node is self._subscribed_to:
             return
         if self._sub is not None:
             self._sub.cancel()
             self._sub = None
+        if self._subscribed_to is not None:
+            self._subscribed_to.telemetry.detach(TELEMETRY_HANDLER)
         self._subscribed_to = node
         if node is not None:
             self._sub = node.subscribe("*", self._on_event)
+            # Telemetry events in the log, but not variety.flow: a few per second per
+            # channel, and the variety panel shows those figures already.
+            names = [name for name in TELEMETRY_EVENTS if name != VARIETY_FLOW]
+            node.telemetry.attach(TELEMETRY_HANDLER, names, self._on_telemetry, node.name)
+
+    def _on_telemetry(
+        self, name: tuple[str, ...], measurements: Any, metadata: Any, source: str
+    ) -> None:
+        short = ".".join(name[2:] if name[:2] == ("vsm", "cluster") else name)
+        figures = " ".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in measurements.items()
+        )
+        extra = {k: v for k, v in metadata.items() if k != "node"}
+        text = f"{short} {figures}" + (f" {extra}" if extra else "")
+        self.logs.append(LogLine(time.time(), "telem", source, text[:200]))
 
     def _on_event(self, event: Event) -> None:
         self.events_seen += 1

@@ -391,6 +391,14 @@ def test_one_way_link_and_strategy_switch() -> None:
             await until(pilot, lambda: bool(demo.nodes["n1"].partition_status()["asymmetric"]))
             app.refresh_panels()
             assert "one-way:" in text_of(app, "#partition-body")
+            # the node's telemetry reaches the event log, tagged with the node
+            await until(
+                pilot,
+                lambda: any(
+                    line.kind == "telem" and line.source == "n1" and "partition." in line.text
+                    for line in app.session.logs
+                ),
+            )
             await press(pilot, "H")
             await until(pilot, lambda: full_mesh(app))
             await press(pilot, "t", "4")  # manual: every node restarted with it
