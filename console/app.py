@@ -313,7 +313,10 @@ class ConsoleApp(App[int]):
             async def send() -> str:
                 data = {"severity": level[0], "test": True, "reason": "test signal from console"}
                 try:
-                    await node.algedonic_scream({"type": kind, **data})
+                    # the same shape as `ctl scream`: type, severity, source, data
+                    await node.algedonic_scream(
+                        {"type": kind, "severity": level[0], "source": "console", "data": data}
+                    )
                 except NotBuiltError:
                     node.publish(kind, data)
                     return (
