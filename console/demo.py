@@ -38,6 +38,7 @@ NODE_NAME: contextvars.ContextVar[str] = contextvars.ContextVar("vsm_node_name",
 DEFAULT_NODES = 5
 DEMO_COOKIE = "vsm-demo-cookie-not-secret"
 DEMO_PORT = 7401
+OBSERVER = "op"
 STRATEGIES = ("static_quorum", "dynamic_weights", "vsm_health", "manual")
 
 # Synthetic load per node, events per second, by channel: well under the
@@ -64,6 +65,7 @@ class DemoOptions:
     stable_after_s: float = 3.0
     load_scale: float = 1.0
     seed: int = 0
+    observer: bool = False  # add "op", an observer outside the vote, and view from it
 
     def __attrs_post_init__(self) -> None:
         if not 2 <= self.nodes <= 9:
@@ -78,6 +80,8 @@ class DemoCluster:
     def __init__(self, options: DemoOptions) -> None:
         self.options = options
         self.names = [f"n{i}" for i in range(1, options.nodes + 1)]
+        if options.observer:
+            self.names.append(OBSERVER)
         self.net = SimNetwork(seed=options.seed)
         self.strategy = options.strategy
         self.nodes: dict[str, Node] = {}
@@ -102,6 +106,7 @@ class DemoCluster:
             seeds=[] if name == first else [f"{first}:{DEMO_PORT}"],
             strategy=self.strategy,
             stable_after_s=self.options.stable_after_s,
+            role="observer" if name == OBSERVER else "member",
         )
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

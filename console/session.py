@@ -30,7 +30,7 @@ from typing import Any
 import attrs
 import trio
 
-from console.demo import NODE_NAME, DemoCluster, DemoOptions
+from console.demo import NODE_NAME, OBSERVER, DemoCluster, DemoOptions
 from console.snapshot import collect
 from node.config import NodeConfig
 from node.core.events import Channel, Event
@@ -104,9 +104,10 @@ class Session:
         self.transport = transport
         self.control = control  # control socket path (ctl), as the daemon serves it
         self.demo = DemoCluster(demo) if demo is not None else None
-        self.viewed = (
-            self.demo.names[0] if self.demo is not None else (config.name if config else "")
-        )
+        if self.demo is not None:
+            self.viewed = OBSERVER if demo and demo.observer else self.demo.names[0]
+        else:
+            self.viewed = config.name if config else ""
         self.events: deque[LogLine] = deque(maxlen=EVENT_RING)
         self.signals: deque[Signal] = deque(maxlen=SIGNAL_RING)
         self.logs: deque[LogLine] = deque(maxlen=LOG_RING)

@@ -4,7 +4,8 @@ No flags: the TUI with an embedded node, configured exactly as ``--daemon``
 would be (defaults < ``--config`` < ``VSM_*`` < flags), serving the same control
 socket (``ctl``) and, if configured, ``/metrics``; ``--seeds HOST:PORT
 --role observer`` joins running daemons as an observer. ``--demo N``: N nodes
-on the simulated network (of the node flags only ``--strategy`` applies there).
+on the simulated network (of the node flags only ``--strategy`` applies there, and
+``--role observer``, which adds an observer "op" and views the cluster from it).
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ def main(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         return EXIT_USAGE
     if args.demo is not None:
         try:
-            options = DemoOptions(nodes=args.demo, strategy=args.strategy or "static_quorum")
+            options = DemoOptions(
+                nodes=args.demo,
+                strategy=args.strategy or "static_quorum",
+                observer=args.role == "observer",
+            )
             session = Session(demo=options)
         except ValueError as exc:
             print(f"vsm-console: {exc}", file=sys.stderr)

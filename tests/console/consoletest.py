@@ -38,6 +38,7 @@ def demo_app(nodes: int = 3, **kw: Any) -> ConsoleApp:
         strategy=kw.pop("strategy", "static_quorum"),
         load_scale=kw.pop("load_scale", 0.0),
         stable_after_s=kw.pop("stable_after_s", 3.0),
+        observer=kw.pop("observer", False),
     )
     clock = trio.testing.MockClock(autojump_threshold=0)
     return make_app(Session(demo=options), clock=clock, **kw)
@@ -106,7 +107,8 @@ def full_mesh(app: ConsoleApp) -> bool:
             return False
         if node.partition_status()["status"] != "healthy":
             return False
-        if len(node.partition_status()["members"]) != len(demo.names):
+        voters = [n for n in demo.names if demo.config(n).role == "member"]
+        if node.partition_status()["members"] != voters:
             return False
     return True
 

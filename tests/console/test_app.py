@@ -414,3 +414,30 @@ def test_one_way_link_and_strategy_switch() -> None:
             assert "strategy manual" in text_of(app, "#header")
 
     asyncio.run(main())
+
+
+def test_an_observer_resolves_the_cluster_it_watches() -> None:
+    async def main() -> None:
+        app = demo_app(4, strategy="manual", observer=True)
+        async with app.run_test(size=SIZE) as pilot:
+            assert app.session.viewed == "op"
+            await until(pilot, lambda: full_mesh(app))
+            demo = app.session.demo
+            assert demo is not None
+            app.refresh_panels()
+            header = text_of(app, "#header")
+            assert "role observer" in header and "cluster of 4 voting" in header
+            demo.split(["n3", "n4"])  # op stays with n1 and n2
+            await until(pilot, lambda: status(app) == "awaiting_operator")
+            app.refresh_panels()
+            await press(pilot, "r")
+            assert isinstance(app.screen, ResolveScreen)
+            assert ["n1", "n2"] in app.screen.sides
+            assert all("op" not in side for side in app.screen.sides)  # outside the vote
+            for _ in range(app.screen.sides.index(["n1", "n2"])):
+                await press(pilot, "down")
+            await press(pilot, "enter", "y")
+            await until(pilot, lambda: status(app, "n1") == "partitioned")
+            assert "console@op via op" in demo.nodes["n1"].detector.resolutions[-1]["operator"]
+
+    asyncio.run(main())
