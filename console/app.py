@@ -43,21 +43,15 @@ from console.widgets.eventlog import EventLog
 from console.widgets.header import HeaderBar
 from console.widgets.partitions import PartitionPanel, member_health
 from console.widgets.variety import VarietyPanel
-from node.errors import NotBuiltError
 
 REFRESH_HZ = 3.0
 DEFAULT_THEME = "vsm-dark"
 EXIT_CRASHED = 1
 EXIT_SIGTERM = 143
-SIGNAL_TYPES = (
-    "algedonic_pain",
-    "algedonic_pleasure",
-    "emergency_algedonic",
-    "viability_threat",
-    "algedonic_intervention",
-    "system_panic",
-)
-SEVERITIES = ("low", "medium", "high", "critical")
+SIGNAL_KINDS = ("pain", "pleasure", "emergency")
+# Severities 1-10; these four cover the directives the node derives from them.
+SEVERITIES = ("2", "5", "8", "10")
+SEVERITY_LABELS = ("2 (low)", "5 (medium)", "8 (high)", "10 (critical)")
 
 # (key, action, description, demo only) - the one list behind the bindings,
 # the help screen and the command palette.
@@ -304,30 +298,35 @@ class ConsoleApp(App[int]):
 
         def typed(kind: list[str] | None) -> None:
             if kind:
-                self.push_screen(PickScreen("Severity", SEVERITIES), partial(severity, kind[0]))
+                self.push_screen(
+                    PickScreen("Severity", SEVERITIES, labels=SEVERITY_LABELS),
+                    partial(severity, kind[0]),
+                )
 
         def severity(kind: str, level: list[str] | None) -> None:
             if not level:
                 return
+            signal = {
+                "type": kind,
+                "severity": int(level[0]),
+                "source": f"console@{node.name}",
+                "data": {"test": True, "reason": "test signal from the operator console"},
+            }
 
             async def send() -> str:
-                data = {"severity": level[0], "test": True, "reason": "test signal from console"}
-                try:
-                    # the same shape as `ctl scream`: type, severity, source, data
-                    await node.algedonic_scream(
-                        {"type": kind, "severity": level[0], "source": "console", "data": data}
-                    )
-                except NotBuiltError:
-                    node.publish(kind, data)
-                    return (
-                        f"{kind} ({level[0]}) sent as a plain algedonic event: "
-                        "confirmations are not built yet"
-                    )
-                return f"{kind} ({level[0]}) sent and confirmed"
+                # the same shape as `ctl scream`; waits for every member's confirmation
+                result = await node.algedonic_scream(signal)
+                failed = result.get("failed") or []
+                return (
+                    f"{kind} {level[0]}: {result.get('directive')}; "
+                    f"confirmed by {len(result.get('confirmed') or [])}"
+                    + (f", FAILED at {', '.join(failed)}" if failed else "")
+                    + f" in {result.get('latency_ms')} ms"
+                )
 
             self._submit("test signal", send)
 
-        self.push_screen(PickScreen("Test signal type", SIGNAL_TYPES), typed)
+        self.push_screen(PickScreen("Test signal type", SIGNAL_KINDS), typed)
 
     # --- demo faults -----------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ not built yet, or ``health`` found the node degraded or awaiting an operator;
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import socket
@@ -105,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     scream = command("scream", help="an algedonic signal to every node, confirmed")
     scream.add_argument("--type", required=True, dest="signal_type", metavar="T")
     scream.add_argument("--severity", required=True, type=int, metavar="N")
-    scream.add_argument("--source", metavar="S")
+    scream.add_argument("--source", metavar="S", help="default: user@host")
     scream.add_argument("--data", type=_json_object, metavar="JSON")
     resolve = command("resolve", help="end a partition: the side holding these continues")
     resolve.add_argument("--keep", required=True, metavar="NODE[,NODE...]")
@@ -184,12 +185,20 @@ class Client:
         return decoded
 
 
+def _operator() -> str:
+    """Who is screaming when --source is not given: user@host, as an audit log says."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (containers)
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
 def _request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     cmd = args.cmd
     if cmd == "scream":
         body: dict[str, Any] = {"type": args.signal_type, "severity": args.severity}
-        if args.source is not None:
-            body["source"] = args.source
+        body["source"] = args.source if args.source is not None else _operator()
         if args.data is not None:
             body["data"] = args.data
         return cmd, body

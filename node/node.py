@@ -21,13 +21,14 @@ from node.config import NodeConfig
 from node.core.events import Channel, Classifier, Event, check_data, check_event_type
 from node.core.hlc import HLC
 from node.core.variety import VarietyManager, pressure_level
+from node.core.wire import Algedonic, AlgedonicAck
 from node.errors import (
     ConfigError,
     InvalidEventError,
     ListenError,
-    NotBuiltError,
     ProtocolError,
 )
+from node.runtime.algedonic import AlgedonicBroadcast
 from node.runtime.bridge import ClusterBridge
 from node.runtime.detector import PartitionDetector
 from node.runtime.discovery import DEFAULT_GOSSIP_GROUP, DEFAULT_GOSSIP_PORT, make_discovery
@@ -83,6 +84,16 @@ class Node:
         self._types: dict[str, Channel] = {}
         self.delivery_errors = 0
         self.telemetry = Telemetry()
+        # built before the bridge, which gets its handlers
+        self.algedonic = AlgedonicBroadcast(
+            config,
+            hlc=self.hlc,
+            transport=self.transport,
+            deliver=self._dispatch,
+            links=lambda: self.bridge,
+        )
+        # broadcast_latency and confirmation feed node.telemetry (and so /metrics)
+        self.algedonic.telemetry.append(self.telemetry.emit)
         self.bridge = ClusterBridge(
             config,
             transport=self.transport,
@@ -92,23 +103,30 @@ class Node:
             incarnation=self.incarnation,
             on_peer_change=self._on_peer_change,
             on_breaker=self._on_breaker,
+            handlers={
+                Algedonic: self.algedonic.on_signal,
+                AlgedonicAck: self.algedonic.on_ack,
+            },
+            signal_session=self.algedonic.serve_signal_connection,
         )
         self.detector = PartitionDetector(
             config,
             self.bridge,
-            health=self.health_report,
-            alarm=lambda kind, data: self.publish(kind, data),
+            health=self._health_figures,  # HOOK(issue 9): heartbeats carry numbers only
+            alarm=self.algedonic.partition_alarm,  # HOOK(issue 9): a confirmed scream
             stamp=self.hlc.now,
         )
         self.discovery: Any = None
         self._discovery_options = self._check_discovery()
         # rest_for_one order: a crash restarts that component and all after it.
-        # (AlgedonicBroadcast, between variety and bridge, is not built yet.)
+        # The algedonic datagram socket takes the bridge's port: it comes after.
         self.supervisor = Supervisor(
             [
                 Component("partition_detector", self.detector.run),
                 Component("variety", self.bridge.replication.run_variety),
+                Component("algedonic", self.algedonic.run),
                 Component("bridge", self.bridge.run),
+                Component("algedonic_datagrams", self.algedonic.run_datagrams),
                 Component("discovery", self._run_discovery),
                 Component("telemetry", self._run_telemetry),
             ],
@@ -224,7 +242,7 @@ class Node:
     def variety_stats(self) -> dict[str, Any]:
         """Per channel (variety manager) and per peer (offered == sent + ... ) figures."""
         bridge = self.bridge.stats()
-        return {"channels": self.variety.stats(), **bridge}
+        return {"channels": self.variety.stats(), **bridge, "algedonic": self.algedonic.stats()}
 
     def variety_pressure(self) -> dict[str, Any]:
         """Pressure per channel in [0, 1], the overall figure and its level."""
@@ -258,7 +276,11 @@ class Node:
         report = {k: round(v, 4) for k, v in systems.items()}
         report["connectivity"] = round(connectivity, 4)
         report["overall"] = round(min(connectivity, mean), 4)
-        return report
+        return {**report, "algedonic": self.algedonic.stats()}  # HOOK(issue 9)
+
+    def _health_figures(self) -> dict[str, float]:
+        """health_report() without the nested sections: what heartbeats carry."""
+        return {k: v for k, v in self.health_report().items() if isinstance(v, float)}
 
     def topology(self) -> dict[str, Any]:
         return {
@@ -335,10 +357,14 @@ class Node:
         return self.detector.status()
 
     async def algedonic_scream(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        raise NotBuiltError(
-            "algedonic broadcast (redundant paths, confirmations, retries) is not built yet; "
-            "publish an algedonic event type to send one without confirmation"
-        )
+        """Broadcast an alarm to every member and wait for their confirmations.
+
+        ``data``: ``{"type": "pain" | "pleasure" | "emergency", "severity": 1-10,
+        "source": str, "data": {...}}``; ValueError naming the field otherwise.
+        Returns ``{"id", "directive", "confirmed", "failed", "latency_ms",
+        "attempts"}``; never waits longer than the retries allow (under 0.4 s).
+        """
+        return await self.algedonic.scream(data)
 
     # --- discovery --------------------------------------------------------------------
 

@@ -20,8 +20,11 @@ from console.widgets.common import colour, fmt, sync_table
 
 
 def latency(report: dict[str, Any], which: str) -> float | None:
-    """The figure for ``which`` ("p50" or "p99") under whatever key the node uses for it
-    (``latency_p99_ms``, ``p99_ms``, ...): the first numeric key that names it."""
+    """``which`` ("p50" or "p99") of the confirmed latency, in ms: from the node's
+    ``latency_ms`` table, or a top-level key naming it (``latency_p99_ms``...)."""
+    table = report.get("latency_ms")
+    if isinstance(table, dict) and isinstance(table.get(which), int | float):
+        return float(table[which])
     for key, value in sorted(report.items()):
         if which in key and isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
@@ -29,12 +32,44 @@ def latency(report: dict[str, Any], which: str) -> float | None:
 
 
 def recent(report: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """The node's own list of recent signals, if it reports one."""
-    for key in ("recent", "signals", "recent_signals"):
+    """Signals the node reports (sent and received), oldest first; None if it reports none."""
+    rows: list[dict[str, Any]] = []
+    found = False
+    for key in ("last", "last_received", "recent", "signals"):
         value = report.get(key)
         if isinstance(value, list) and all(isinstance(v, dict) for v in value):
-            return value
-    return None
+            found = True
+            rows.extend(value)
+    if not found:
+        return None
+    return sorted(
+        rows, key=lambda r: r.get("time", 0) if isinstance(r.get("time"), int | float) else 0
+    )
+
+
+def outcome(sig: dict[str, Any]) -> str:
+    """Confirmed / failed for a signal this node sent; the path for one it received."""
+    confirmed, failed = sig.get("confirmed"), sig.get("failed")
+    if isinstance(confirmed, list) and isinstance(failed, list):
+        text = f"{len(confirmed)} confirmed"
+        return text + (f", {len(failed)} FAILED ({', '.join(map(str, failed))})" if failed else "")
+    if "path" in sig:
+        return f"received ({sig['path']})"
+    return str(sig.get("status", confirmed if confirmed is not None else "-"))
+
+
+# Directives in a word, so the table fits half a screen (the help and README spell them out).
+DIRECTIVES = {
+    "immediate_intervention_required": "INTERVENE",
+    "policy_review_required": "review",
+    "maintain_current_state": "maintain",
+}
+
+
+def clock(value: Any) -> str:
+    if isinstance(value, int | float):
+        return time.strftime("%H:%M:%S", time.localtime(value))
+    return "-" if value is None else str(value)
 
 
 class AlgedonicPanel(Vertical):
@@ -61,7 +96,19 @@ class AlgedonicPanel(Vertical):
             p50, p99 = latency(report, "p50"), latency(report, "p99")
             if p99 is not None:
                 self.p99.append(p99)
-            line.update(f"confirmed latency p50 {fmt(p50, '.1f')} ms, p99 {fmt(p99, '.1f')} ms")
+            samples = (report.get("latency_ms") or {}).get("samples")
+            text = f"confirmed latency p50 {fmt(p50, '.1f')} ms, p99 {fmt(p99, '.1f')} ms"
+            if samples is not None:
+                text += f" ({samples} broadcasts)"
+            counts = [
+                f"{key} {report[key]}"
+                for key in ("sent", "received", "failures", "in_flight")
+                if isinstance(report.get(key), int)
+            ]
+            if counts:
+                text += "\n" + ", ".join(counts)
+            style = colour(self.app, "error") if report.get("failures") else ""
+            line.update(Text(text, style=style))
             spark.display = bool(self.p99)
             spark.data = list(self.p99)
         else:
@@ -77,13 +124,15 @@ class AlgedonicPanel(Vertical):
         reported = recent(report) if isinstance(report, dict) else None
         if reported is not None:
             for i, sig in enumerate(reported[-8:][::-1]):
+                origin = sig.get("origin")
+                source = str(sig.get("source", "-"))
                 out[f"{i}-{sig.get('id', '')}"] = [
-                    str(sig.get("at", sig.get("time", "-"))),
+                    clock(sig.get("time", sig.get("at"))),
                     str(sig.get("type", "-")),
                     str(sig.get("severity", "-")),
-                    str(sig.get("source", "-")),
-                    str(sig.get("directive", "-")),
-                    str(sig.get("status", sig.get("confirmed", "-"))),
+                    source + (f"@{origin}" if origin and str(origin) not in source else ""),
+                    DIRECTIVES.get(str(sig.get("directive")), str(sig.get("directive", "-"))),
+                    outcome(sig),
                     fmt(sig.get("latency_ms"), ".1f"),
                 ]
             sync_table(self.query_one(DataTable), out)

@@ -6,7 +6,6 @@ import enum
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-
 from node.core.hlc import MAX_LOGICAL, MAX_NODE_NAME, MAX_PHYSICAL, Timestamp
 from node.errors import ConfigError, InvalidMessageError, LimitExceededError
 

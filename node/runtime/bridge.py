@@ -14,13 +14,14 @@ import contextlib
 import functools
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
 import trio
 
 from node.config import NodeConfig
+from node.core.algedonic import SIGNAL_ROLE
 from node.core.breaker import CircuitBreaker, Transition
 from node.core.events import Event
 from node.core.hlc import HLC
@@ -110,6 +111,9 @@ class ClusterBridge:
         handlers: dict[type, Handler] | None = None,
         on_peer_change: Callable[[str, bool], None] | None = None,
         on_breaker: Callable[[str, Transition], None] | None = None,
+        # serves an inbound signal-only connection (HELLO role
+        # SIGNAL_ROLE) instead of a session; None refuses them like any duplicate.
+        signal_session: Callable[[PeerInfo, FramedStream], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self.transport = transport
@@ -121,6 +125,7 @@ class ClusterBridge:
         self.handlers: dict[type, Handler] = dict(handlers or {})
         self.on_peer_change = on_peer_change
         self.on_breaker = on_breaker
+        self.signal_session = signal_session
         self.peers: dict[str, PeerLink] = {}
         self.members: dict[str, str] = {}
         self.departed: set[str] = set()
@@ -375,6 +380,14 @@ class ClusterBridge:
             raise
         finally:
             self._handshaking -= 1
+        if dialed is None and info.role == SIGNAL_ROLE and self.signal_session is not None:
+            # A one-shot connection carrying algedonic signals only (node.runtime.algedonic).
+            self.count("signal_connections")
+            try:
+                await self.signal_session(info, framed)
+            finally:
+                await framed.aclose()
+            return True
         if dialed is not None and not info.address:
             info = attrs.evolve(info, address=dialed)
         initiator = cfg.name if dialed is not None else info.name
@@ -385,6 +398,8 @@ class ClusterBridge:
         """One connection per pair: the one dialed by the smaller name wins."""
         if self._stopping:
             return SHUTTING_DOWN, "node is shutting down"
+        if info.role == SIGNAL_ROLE and initiator == info.name and self.signal_session is not None:
+            return None  # an inbound signal-only connection lives beside the session
         peer = self.peers.get(info.name)
         if peer is None or peer.framed is None:
             return None

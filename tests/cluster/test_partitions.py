@@ -80,7 +80,9 @@ async def test_manual_waits_alarms_and_operator_resolves(autojump_clock: trio.ab
                 ),
                 limit=120,
             )
-            assert pains and pains[0].data["reason"] == "partition awaiting operator"
+            # a confirmed scream now (issue 9): the detector's words are the signal's data
+            assert pains and pains[0].data["data"]["reason"] == "partition awaiting operator"
+            assert pains[0].data["source"] == "partition_detector"
             with pytest.raises(ResolutionError, match="span 2 components"):
                 await nodes["a"].resolve_partition(keep=["a", "c"])
             st = await nodes["a"].resolve_partition(keep=["a"], operator="alice")

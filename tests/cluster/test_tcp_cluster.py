@@ -134,12 +134,6 @@ async def test_mutual_tls_cluster_replicates(tmp_path: Any) -> None:
                 assert not any(link.connected for link in c.bridge.peers.values())
 
 
-async def test_unbuilt_subsystem_says_so() -> None:
-    async with open_node(NodeConfig(name="a", listen="127.0.0.1:0", cookie="k" * 12)) as a:
-        with pytest.raises(NotImplementedError, match="not built yet"):
-            await a.algedonic_scream({"reason": "test"})
-
-
 async def test_a_flood_through_send_loses_nothing_over_tcp() -> None:
     quotas = {"s1_operational": None}
     water = dict(send_high_water=1_000, send_low_water=500)

@@ -58,7 +58,7 @@ def test_panels_show_the_nodes_figures() -> None:
             body = text_of(app, "#partition-body")
             assert "status healthy" in body and "n1" in body and "n3" in body
             latency = text_of(app, "#algedonic-latency")
-            assert "not built yet" in latency
+            assert "confirmed latency p50 - ms" in latency and "(0 broadcasts)" in latency
             assert app.session.events_seen > 0
 
     asyncio.run(main())
@@ -240,20 +240,27 @@ def test_flood_raises_pressure_to_high() -> None:
     asyncio.run(main())
 
 
-def test_test_signal_is_sent_and_shown_unconfirmed() -> None:
+def test_test_signal_is_broadcast_and_confirmed() -> None:
     async def main() -> None:
-        app = demo_app(2)
-        async with app.run_test(size=SIZE) as pilot:
+        app = demo_app(3)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
             await until(pilot, lambda: full_mesh(app))
-            await press(pilot, "s", "1", "3")  # algedonic_pain, high
-            await until(pilot, lambda: len(app.session.signals) > 0)
-            signal = app.session.signals[-1]
-            assert signal.event_type == "algedonic_pain" and signal.data["severity"] == "high"
+            demo = app.session.demo
+            assert demo is not None
+            await press(pilot, "s", "1", "3")  # pain, severity 8
+            await until(pilot, lambda: bool(demo.nodes["n1"].health_report()["algedonic"]["last"]))
+            last = demo.nodes["n1"].health_report()["algedonic"]["last"][-1]
+            assert last["type"] == "pain" and last["severity"] == 8
+            assert sorted(last["confirmed"]) == ["n2", "n3"] and last["failed"] == []
+            # every other node delivered it to its subscribers once
+            await until(pilot, lambda: any(s.source == "n1" for s in app.session.signals))
             app.refresh_panels()
             await pilot.pause()
-            table = rows(app, "#algedonic-table")
-            assert table[0][1:4] == ["algedonic_pain", "high", "n1"]
-            assert table[0][5] == "unconfirmed"
+            row = rows(app, "#algedonic-table")[0]
+            assert row[1:5] == ["pain", "8", "console@n1", "INTERVENE"]
+            assert row[5] == "2 confirmed" and row[6] != "-"
+            line = text_of(app, "#algedonic-latency")
+            assert "(1 broadcasts)" in line and "sent 1" in line and "failures 0" in line
 
     asyncio.run(main())
 

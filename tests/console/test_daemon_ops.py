@@ -204,8 +204,11 @@ def test_three_daemons_driven_by_ctl(tmp_path: Path, daemons: list[Daemon]) -> N
     assert code == 0 and "healthy" in out
     code, _, err = ask(tmp_path, "a", "resolve", "--keep", "a")
     assert (code, err) == (1, "vsm-console ctl: nothing to resolve: the cluster is healthy\n")
-    code, _, err = ask(tmp_path, "a", "scream", "--type", "pain", "--severity", "8")
-    assert code == 1 and "not built yet" in err
+    scream = ask_json(tmp_path, "a", "scream", "--type", "pain", "--severity", "8")
+    assert scream["confirmed"] == ["b", "c"] and scream["failed"] == []
+    assert scream["directive"] == "immediate_intervention_required"
+    code, _, err = ask(tmp_path, "a", "scream", "--type", "pain", "--severity", "11")
+    assert code == 1 and "severity" in err
     code, _, err = ask(tmp_path, "a", "history", "--limit", "5")
     assert code == 1 and "not built yet" in err
     code, _, err = ask(tmp_path, "a", "publish", "")

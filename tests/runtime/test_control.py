@@ -71,7 +71,7 @@ def error_of(reply: dict[str, Any]) -> tuple[str, str]:
         ({"cmd": "resolve", "args": {}}, "bad_request", "needs 'keep'"),
         ({"cmd": "resolve", "args": {"keep": "a"}}, "bad_request", "needs 'keep'"),
         ({"cmd": "resolve", "args": {"keep": ["a"]}}, "refused", "cluster is healthy"),
-        ({"cmd": "scream", "args": {"type": "pain", "severity": 9}}, "not_built", "not built"),
+        ({"cmd": "scream", "args": {"type": "pain", "severity": 11}}, "refused", "severity"),
         ({"cmd": "scream", "args": {"colour": "red"}}, "bad_request", "unknown argument"),
         ({"cmd": "history", "args": {}}, "not_built", "history (journal) is not built yet"),
     ],

@@ -113,6 +113,20 @@ async def test_latency_histogram_from_telemetry() -> None:
         assert a.telemetry.handlers() == []
 
 
+async def test_a_real_scream_lands_in_the_latency_histogram(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with cluster(SimNetwork(), ["a", "b"]) as nodes:
+        await wait_for(lambda: full_mesh(nodes))
+        a = nodes["a"]
+        registry, collector = make_registry(a)
+        result = await a.algedonic_scream({"type": "pain", "severity": 6, "source": "test"})
+        assert result["confirmed"] == ["b"]
+        now = samples(generate_latest(registry).decode())
+        assert now[("vsm_cluster_algedonic_latency_ms_count", ())] == 1
+        collector.close()
+
+
 async def http(address: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
     host, port = address.rsplit(":", 1)
     stream = await trio.open_tcp_stream(host, int(port))

@@ -1,0 +1,125 @@
+"""Algedonic broadcast for real: three nodes over TCP and UDP on 127.0.0.1 (real clock)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+from node.config import NodeConfig, parse_address
+from node.core.algedonic import CONNECTION, DATAGRAM, FRESH, Signal, check_signal, seal
+from node.core.events import Channel, Event
+from node.node import Node, open_node
+
+pytestmark = pytest.mark.trio
+
+COOKIE = "algedonic-cookie-1"
+FAST: dict[str, Any] = dict(
+    heartbeat_interval_s=0.1,
+    check_interval_s=0.1,
+    stable_after_s=0.3,
+    acceptable_heartbeat_pause_s=1.0,
+    reconnect_base_s=0.05,
+    reconnect_max_s=0.5,
+)
+PAIN = {"type": "pain", "severity": 6, "source": "tcp_test", "data": {"disk": "full"}}
+
+
+async def until(predicate: Any, limit: float = 20.0) -> None:
+    with trio.fail_after(limit):
+        while not predicate():  # noqa: ASYNC110 - polls state owned by other tasks
+            await trio.sleep(0.02)
+
+
+def meshed(nodes: list[Node]) -> bool:
+    names = {n.name for n in nodes}
+    return all(
+        {p for p, link in n.bridge.peers.items() if link.connected} >= names - {n.name}
+        for n in nodes
+    )
+
+
+@asynccontextmanager
+async def three() -> AsyncIterator[list[Node]]:
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(
+            open_node(NodeConfig(name="a", listen="127.0.0.1:0", cookie=COOKIE, **FAST))
+        )
+        nodes = [a]
+        for name in ("b", "c"):
+            cfg = NodeConfig(
+                name=name, listen="127.0.0.1:0", seeds=[a.address], cookie=COOKIE, **FAST
+            )
+            nodes.append(await stack.enter_async_context(open_node(cfg)))
+        await until(lambda: meshed(nodes))
+        await until(lambda: all(n.algedonic.datagram_status == "open" for n in nodes))
+        yield nodes
+
+
+async def test_three_nodes_confirm_over_tcp_and_udp() -> None:
+    with trio.fail_after(30):
+        async with three() as nodes:
+            a, b, c = nodes
+            for n in nodes:
+                # UDP on the number of the TCP port, on the same host
+                assert n.algedonic.stats()["datagram"]["address"] == n.address
+            got: dict[str, list[Event]] = {n.name: [] for n in nodes}
+            for n in nodes:
+                n.subscribe(Channel.ALGEDONIC, got[n.name].append)
+            result = await a.algedonic_scream(PAIN)
+            assert result["confirmed"] == ["b", "c"] and result["failed"] == []
+            assert result["directive"] == "policy_review_required"
+            assert result["latency_ms"] is not None and result["latency_ms"] < 1000
+            # the other path's copy arrives too; both are counted, one delivered
+            await until(
+                lambda: all(sum(n.algedonic.stats()["copies_in"].values()) >= 2 for n in (b, c))
+            )
+            for n in (b, c):
+                st = n.algedonic.stats()
+                assert st["copies_in"][CONNECTION] == 1 and st["copies_in"][DATAGRAM] == 1
+                assert st["received"] == 1 and st["duplicates"] == 1
+            for n in nodes:
+                assert [e.data["signal_id"] for e in got[n.name]] == [result["id"]]
+            # and back the other way, from c
+            back = await c.algedonic_scream({"type": "emergency", "severity": 1, "source": "x"})
+            assert back["confirmed"] == ["a", "b"]
+
+
+async def test_a_fresh_signal_connection_is_served_beside_the_session() -> None:
+    with trio.fail_after(30):
+        async with three() as nodes:
+            a, b, _ = nodes
+            msg = Signal.make("a-fresh", check_signal(PAIN), "a", a.hlc.now()).to_message()
+            await a.algedonic._fresh_connection("b", b.address, msg)
+            assert b.algedonic.stats()["copies_in"][FRESH] == 1
+            assert a.algedonic.stats()["acks_in"][FRESH] == 1
+            assert b.bridge.counters["signal_connections"] == 1
+            assert b.bridge.counters.get("duplicate_connection", 0) == 0
+            assert b.bridge.peers["a"].connected and b.bridge.peers["a"].connects == 1
+
+
+async def test_real_udp_forgeries_are_counted_and_a_signed_one_is_acked() -> None:
+    with trio.fail_after(30):
+        async with three() as nodes:
+            a, b, _ = nodes
+            host, port = parse_address(b.address)
+            msg = Signal.make("a-udp", check_signal(PAIN), "a", a.hlc.now()).to_message()
+            with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                await sock.bind(("127.0.0.1", 0))
+                await sock.sendto(b"\x00" * 40, (host, port))
+                args: dict[str, Any] = dict(cluster="vsm", sender="a", hlc=a.hlc.now())
+                await sock.sendto(seal(msg, cookie="wrong-cookie", nonce=b"1" * 16, **args),
+                                  (host, port))  # fmt: skip
+                good = seal(msg, cookie=COOKIE, nonce=b"2" * 16, **args)
+                await sock.sendto(good, (host, port))
+                ack, _ = await sock.recvfrom(65536)
+                assert len(ack) > 32
+                await sock.sendto(good, (host, port))  # replayed
+                await until(lambda: b.algedonic.stats()["counters"].get("datagrams_replayed"))
+            c = b.algedonic.stats()["counters"]
+            assert c["datagrams_forged"] == 2 and c["datagrams_replayed"] == 1
+            assert b.algedonic.stats()["received"] == 1
