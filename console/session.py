@@ -20,6 +20,7 @@ append per event and the UI reads at most the ring's length.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import time
@@ -34,6 +35,7 @@ from console.demo import NODE_NAME, OBSERVER, DemoCluster, DemoOptions
 from console.snapshot import collect
 from node.config import NodeConfig
 from node.core.events import Channel, Event
+from node.errors import NotBuiltError
 from node.node import Node, Subscription, open_node
 from node.runtime.control import ControlServer, bind_control
 from node.runtime.metrics import MetricsServer, open_metrics_listeners
@@ -45,6 +47,8 @@ LOG_RING = 300
 SIGNAL_RING = 50
 COMMAND_QUEUE = 64
 TELEMETRY_HANDLER = "vsm-console-event-log"
+HISTORY_EVERY_S = 2.0
+HISTORY_LIMIT = 5
 
 Done = Callable[[Any, BaseException | None], None]
 
@@ -112,6 +116,8 @@ class Session:
         self.signals: deque[Signal] = deque(maxlen=SIGNAL_RING)
         self.logs: deque[LogLine] = deque(maxlen=LOG_RING)
         self.events_seen = 0
+        # The partition journal, read every HISTORY_EVERY_S where the node keeps one.
+        self.history: dict[str, Any] = {"not_built": "the partition history is not read yet"}
         self.ready = False
         self._node: Node | None = None
         self._sub: Subscription | None = None
@@ -134,6 +140,7 @@ class Session:
         snap = collect(node, self.demo)
         snap["viewed"] = self.viewed
         snap["events_seen"] = self.events_seen
+        snap["history"] = self.history
         return snap
 
     def submit(
@@ -172,6 +179,7 @@ class Session:
                 else:
                     assert self.config is not None
                     await nursery.start(self._run_node)
+                nursery.start_soon(self._poll_history)
                 self._send = send
                 self.ready = True
                 if on_ready is not None:
@@ -217,6 +225,28 @@ class Session:
                     await control.aclose()
                 with contextlib.suppress(OSError):
                     os.unlink(str(self.control))
+
+    async def _poll_history(self) -> None:
+        """Keep ``self.history`` fresh: ``node.history(limit=...)``, sync or async, if the
+        node has one; otherwise say it is not built (the partition journal, issue 10)."""
+        while True:
+            node = self.node
+            fn = getattr(node, "history", None)
+            if node is None:
+                self.history = {"not_built": "node not running"}
+            elif fn is None:
+                self.history = {"not_built": "the partition history (journal) is not built yet"}
+            else:
+                try:
+                    result = fn(limit=HISTORY_LIMIT)
+                    if inspect.isawaitable(result):
+                        result = await result
+                    self.history = {"entries": list(result)[-HISTORY_LIMIT:]}
+                except NotBuiltError as exc:
+                    self.history = {"not_built": str(exc)}
+                except Exception as exc:  # shown in the panel, never fatal to the node
+                    self.history = {"error": f"{type(exc).__name__}: {exc}"}
+            await trio.sleep(HISTORY_EVERY_S)
 
     async def _command(self, fn: Any, args: tuple[Any, ...], done: Done | None) -> None:
         try:

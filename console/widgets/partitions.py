@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.text import Text
@@ -24,6 +25,19 @@ def member_health(snap: dict[str, Any]) -> dict[str, float]:
             if st.get("health") is not None:
                 out[name] = float(st["health"])
     return out
+
+
+def describe_entry(entry: Any) -> str:
+    """One journal entry in a line, whatever its shape (a dict of fields, or text)."""
+    if not isinstance(entry, dict):
+        return str(entry)[:120]
+    when = entry.get("time", entry.get("at"))
+    head = time.strftime("%H:%M:%S ", time.localtime(when)) if isinstance(when, int | float) else ""
+    kind = entry.get("kind", entry.get("type", ""))
+    rest = ", ".join(
+        f"{k}={v}" for k, v in entry.items() if k not in ("time", "at", "kind", "type")
+    )
+    return f"{head}{kind} {rest}"[:160]
 
 
 class PartitionPanel(Vertical):
@@ -84,4 +98,14 @@ class PartitionPanel(Vertical):
                 text.append(f" picture stable in {left:.1f}s (needs {after:g}s unchanged)\n")
             else:
                 text.append(f" picture stable for {stable_for:.0f}s\n")
+        history = snap.get("history") or {}
+        if "entries" in history:
+            entries = history["entries"]
+            text.append(f" history ({len(entries)} latest):\n" if entries else " history: empty\n")
+            for entry in entries[::-1]:
+                text.append(f"  {describe_entry(entry)}\n")
+        elif "error" in history:
+            text.append(f" history: {history['error']}\n", style=colour(self.app, "error"))
+        elif "not_built" in history:
+            text.append(f" history: {history['not_built']}\n", style="dim")
         body.update(text)

@@ -371,6 +371,17 @@ def test_panels_light_up_when_the_node_reports_more() -> None:
             def not_yet() -> dict[str, Any]:
                 raise NotBuiltError("peer details are not built yet")
 
+            await until(pilot, lambda: "not_built" in app.session.history)
+            app.refresh_panels()
+            assert "history: the partition history (journal) is not built yet" in text_of(
+                app, "#partition-body"
+            )
+
+            async def history(limit: int) -> list[dict[str, Any]]:
+                return [{"time": 0, "kind": "resolved", "survivors": ["n1"]}][:limit]
+
+            node.history = history  # type: ignore[attr-defined]
+            await until(pilot, lambda: "entries" in app.session.history)
             node.health_report = with_algedonic  # type: ignore[method-assign]
             node.peer_report = not_yet  # type: ignore[method-assign]
             app.refresh_panels()
@@ -383,6 +394,7 @@ def test_panels_light_up_when_the_node_reports_more() -> None:
                 app, "#breaker-note"
             )
             assert [r[0] for r in rows(app, "#breaker-table")] == ["n2"]
+            assert "resolved survivors=['n1']" in text_of(app, "#partition-body")
 
     asyncio.run(main())
 
