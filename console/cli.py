@@ -17,12 +17,6 @@ from console import __version__
 EXIT_NOT_BUILT = 2
 EXIT_CONFIG = 2
 
-NOT_BUILT = {
-    "tui": "the operator console (Textual TUI) is not built yet; run the node headless "
-    "with --daemon",
-    "demo": "the demo (TUI over a simulated cluster) is not built yet",
-}
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -40,11 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo",
         nargs="?",
         type=int,
-        const=3,
+        const=5,
         metavar="N",
-        help="run the TUI over N in-process nodes on a simulated network (default 3)",
+        help="run the TUI over N in-process nodes on a simulated network (default 5)",
     )
     mode.add_argument("--daemon", action="store_true", help="run the node headless")
+    tui = parser.add_argument_group("console")
+    tui.add_argument("--theme", metavar="NAME", help="colour theme (default vsm-dark)")
     node = parser.add_argument_group("node")
     node.add_argument("--config", metavar="PATH", help="TOML configuration file ([node] table)")
     node.add_argument("--name", help="node name (default: host name)")
@@ -174,17 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"vsm-console: bad configuration: {exc}", file=sys.stderr)
             return EXIT_CONFIG
         return daemon.main(config, control=not args.no_control)
-    elif args.demo is not None:
-        part = "demo"
-    else:
-        part = "tui"
-    print(f"vsm-console: {NOT_BUILT[part]}.", file=sys.stderr)
-    print(
-        "Built so far: the node (replication, variety control, partition detection) and "
-        "--daemon; see README.md for the roadmap.",
-        file=sys.stderr,
-    )
-    return EXIT_NOT_BUILT
+    from console import tui
+
+    return tui.main(args, overrides(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

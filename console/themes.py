@@ -77,3 +77,28 @@ def load_themes(directory: Path | None = None) -> tuple[list[ThemeSpec], list[st
         except ValueError as exc:
             errors.append(str(exc))
     return specs, errors
+
+
+def to_textual(spec: ThemeSpec) -> Any:
+    """The textual ``Theme`` for a spec (imported here so node-side code never needs it)."""
+    from textual.color import Color, ColorParseError
+    from textual.theme import Theme
+
+    for field, value in spec.colors.items():
+        try:
+            Color.parse(value)
+        except ColorParseError as exc:
+            raise ValueError(f"{field} {value!r} is not a colour") from exc
+    colors: dict[str, Any] = dict(spec.colors)
+    return Theme(name=spec.name, dark=spec.dark, variables=dict(spec.variables), **colors)
+
+
+def register_themes(app: Any, directory: Path | None = None) -> list[str]:
+    """Register every good theme file with ``app``; return the errors of the bad ones."""
+    specs, errors = load_themes(directory)
+    for spec in specs:
+        try:
+            app.register_theme(to_textual(spec))
+        except Exception as exc:  # e.g. a colour textual cannot parse
+            errors.append(f"{spec.name}: {exc}")
+    return errors

@@ -314,6 +314,44 @@ class Node:
             "journal": self.journal.stats() if self.journal is not None else None,
         }
 
+    def peer_report(self) -> dict[str, Any]:
+        """Per peer, what an operator watches: breaker, phi, queue and reported health.
+
+        Read from counters the runtime keeps anyway (no walk over queued
+        events). ``round_trip_ms`` is None: no component measures it yet.
+        ``health`` is the overall figure from the peer's last heartbeat.
+        """
+        now = trio.current_time()
+        peers: dict[str, Any] = {}
+        for name, peer in sorted(self.bridge.peers.items()):
+            breaker = peer.breaker
+            transitions = breaker.transitions
+            since = transitions[-1].at if transitions else peer.connected_since
+            until = breaker.open_until
+            det = self.detector.phi.get(name)
+            view = self.detector.views.get(name)
+            rate = breaker.failure_rate
+            peers[name] = {
+                "connected": peer.connected,
+                "departed": peer.departed,
+                "role": peer.role,
+                "breaker": str(breaker.state(now)),
+                "failure_rate": None if rate is None else round(rate, 4),
+                "consecutive_failures": breaker.failures_in_a_row,
+                "in_state_s": None if since is None else round(now - since, 3),
+                "retry_in_s": None if until is None else round(max(0.0, until - now), 3),
+                "phi": (
+                    round(det.phi(now * 1000.0), 3)
+                    if det is not None and det.is_monitoring
+                    else None
+                ),
+                "round_trip_ms": None,
+                "queued": peer.outbox.queued,
+                "backlog": peer.outbox.backlogged,
+                "health": None if view is None else view.health.get("overall"),
+            }
+        return {"node": self.name, "hlc": str(self.hlc.last), "peers": peers}
+
     # --- partitions and alarms ------------------------------------------------------
 
     def partition_status(self) -> dict[str, Any]:

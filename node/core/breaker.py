@@ -209,6 +209,11 @@ class CircuitBreaker:
         return self._calls
 
     @property
+    def failures_in_a_row(self) -> int:
+        """Consecutive failures counted now (reset by a success)."""
+        return self._consecutive
+
+    @property
     def failure_rate(self) -> float | None:
         """Failure rate over the window; None below minimum_calls."""
         if self._calls < self.minimum_calls:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import inspect
+import json
 import logging
 import os
 import sys
@@ -38,6 +39,8 @@ UNLIMITED: dict[str, float | None] = {"s1_operational": None}
 
 
 def config(name: str, seeds: list[str] | None = None) -> NodeConfig:
+    # VSM_BENCH_CONFIG='{"send_window": 512}' tries other settings (tuning runs)
+    extra = json.loads(os.environ.get("VSM_BENCH_CONFIG", "{}"))
     return NodeConfig(
         name=name,
         listen="127.0.0.1:0",
@@ -45,6 +48,7 @@ def config(name: str, seeds: list[str] | None = None) -> NodeConfig:
         cookie=COOKIE,
         quotas=UNLIMITED,
         log_level="warning",
+        **extra,
     )
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from console.cli import EXIT_NOT_BUILT, main
+from console.cli import main
 
 
 def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
@@ -16,18 +16,6 @@ def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "--demo" in out and "--daemon" in out and "ctl" in out
-
-
-@pytest.mark.parametrize(
-    ("argv", "words"),
-    [([], "TUI"), (["--demo"], "demo")],
-)
-def test_unbuilt_modes_say_so(
-    argv: list[str], words: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(argv) == EXIT_NOT_BUILT
-    err = capsys.readouterr().err
-    assert "not built yet" in err and words in err
 
 
 def test_console_script_is_installed() -> None:

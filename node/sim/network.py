@@ -38,7 +38,8 @@ from collections.abc import Mapping
 import attrs
 import trio
 
-from node.sim_datagram import Address, SimDatagramSocket, is_multicast
+from node.sim.datagram import SimDatagramSocket
+from node.sim.links import Address, LinkCounters, LinkStats, is_multicast
 
 DEFAULT_SEND_BUFFER = 256 * 1024
 # What receive_some(None) returns at most; trio leaves the size to the stream.
@@ -46,39 +47,6 @@ DEFAULT_RECEIVE_SIZE = 64 * 1024
 # Ports handed out for port 0 and for the client end of connections (IANA dynamic range).
 EPHEMERAL_PORTS = range(49152, 65536)
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "*", "", "::"})
-
-
-@attrs.frozen
-class LinkStats:
-    """Traffic from one host to another, as ``SimNetwork.stats()`` reports it.
-
-    ``delivered`` means handed to the receiving application; ``held`` means
-    sent and not yet received (in flight, stalled by a cut, or unread); ``lost``
-    means dropped (streams: reset, or reached a closed reader; datagrams: cut,
-    random loss, full receive queue, or nobody listening). Multicast counts one
-    datagram per destination host.
-    """
-
-    bytes_sent: int = 0
-    bytes_delivered: int = 0
-    bytes_held: int = 0
-    bytes_lost: int = 0
-    datagrams_sent: int = 0
-    datagrams_delivered: int = 0
-    datagrams_held: int = 0
-    datagrams_lost: int = 0
-
-
-@attrs.define
-class _Counters:
-    bytes_sent: int = 0
-    bytes_delivered: int = 0
-    bytes_held: int = 0
-    bytes_lost: int = 0
-    datagrams_sent: int = 0
-    datagrams_delivered: int = 0
-    datagrams_held: int = 0
-    datagrams_lost: int = 0
 
 
 @attrs.define(eq=False)
@@ -95,7 +63,7 @@ class _Pipe:
 
     src: str
     dst: str
-    counters: _Counters
+    counters: LinkCounters
     # Invariant: arrived chunks first, then either scheduled or held chunks, never
     # both (a cut holds everything not yet arrived, a heal schedules it all).
     chunks: deque[_Chunk] = attrs.field(factory=deque)
@@ -201,7 +169,7 @@ class SimNetwork:
         self._next_port: dict[str, int] = {}
         # dicts, not sets: iteration in insertion order keeps wakeups deterministic
         self._conns: dict[_Conn, None] = {}
-        self._counters: dict[tuple[str, str], _Counters] = {}
+        self._counters: dict[tuple[str, str], LinkCounters] = {}
         self._topology_changed = trio.lowlevel.ParkingLot()
 
     def transport(self, host: str) -> SimTransport:
@@ -285,9 +253,9 @@ class SimNetwork:
     def _delay_of(self, a: str, b: str) -> float:
         return 0.0 if a == b else self._delays.get((a, b), 0.0)
 
-    def _link(self, a: str, b: str) -> _Counters:
+    def _link(self, a: str, b: str) -> LinkCounters:
         if (a, b) not in self._counters:
-            self._counters[a, b] = _Counters()
+            self._counters[a, b] = LinkCounters()
         return self._counters[a, b]
 
     def _arrival(self, src: str, dst: str) -> float | None:

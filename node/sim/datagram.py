@@ -1,22 +1,22 @@
 """Datagram sockets of the simulated network (``node.sim``): UDP with faults.
 
-Split from ``node.sim`` to keep modules small; ``SimTransport.open_datagram``
+Split from ``node.sim.network`` to keep modules small; ``SimTransport.open_datagram``
 is how they are made. Loss and cuts are decided when a datagram is sent, by
-the network the socket belongs to.
+the network the socket belongs to, seen through ``DatagramNet`` (the few parts
+of it a socket uses), so this module does not import ``network`` back.
 """
 
 from __future__ import annotations
 
 import errno
 import heapq
-import ipaddress
 import math
-from typing import TYPE_CHECKING
+import random
+from typing import Protocol
 
 import trio
 
-if TYPE_CHECKING:
-    from node.sim import SimNetwork
+from node.sim.links import Address, LinkCounters, is_multicast
 
 # Like a UDP socket's receive buffer: arrivals beyond this many queued datagrams
 # are dropped (and counted as lost) instead of growing memory without bound.
@@ -24,14 +24,19 @@ DEFAULT_DATAGRAM_QUEUE = 1024
 # Largest UDP payload over IPv4; bigger sends fail with EMSGSIZE as on a real socket.
 MAX_DATAGRAM = 65507
 
-Address = tuple[str, int]
 
+class DatagramNet(Protocol):
+    """What a datagram socket needs of its network (``SimNetwork`` provides it)."""
 
-def is_multicast(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_multicast
-    except ValueError:
-        return False
+    _udp: dict[Address, SimDatagramSocket]
+    _losses: dict[tuple[str, str], float]
+    _rng: random.Random
+
+    def _link(self, a: str, b: str) -> LinkCounters: ...
+
+    def _delay_of(self, a: str, b: str) -> float: ...
+
+    def reachable(self, a: str, b: str) -> bool: ...
 
 
 class SimDatagramSocket:
@@ -42,7 +47,7 @@ class SimDatagramSocket:
     trio sockets do. Loss and cuts are decided when a datagram is sent.
     """
 
-    def __init__(self, net: SimNetwork, host: str, port: int) -> None:
+    def __init__(self, net: DatagramNet, host: str, port: int) -> None:
         self._net = net
         self.host = host
         self.port = port

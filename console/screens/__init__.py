@@ -1,0 +1,1 @@
+"""The console's screens: help, choosers, confirmation and partition resolution."""
