@@ -35,6 +35,7 @@ from node.errors import (
 )
 from node.node import Node, open_node
 from node.runtime.control import ControlServer, bind_control
+from node.runtime.gctune import tune_gc
 from node.runtime.metrics import MetricsServer, open_metrics_listeners
 from node.telemetry import RepeatLimiter
 
@@ -228,6 +229,7 @@ def main(config: NodeConfig, *, control: str | bool | None = True) -> int:
     if config.data_dir is None:  # a daemon remembers its cluster across restarts
         config = config.evolve(data_dir=default_data_dir(config.cluster, config.name))
     path = control_path(config) if control is True else (control or None)
+    tune_gc()  # this process is the node's: see node.runtime.gctune
     try:
         return trio.run(run_daemon, config, path)
     except BaseExceptionGroup as group:

@@ -64,5 +64,8 @@ def main(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         control = None if args.no_control else control_path(config)
         session = Session(config, control=control)
     app = make_app(session, theme=args.theme)
+    from node.runtime.gctune import tune_gc
+
+    tune_gc()  # the process hosts node(s): see node.runtime.gctune
     code = app.run()
     return int(app.return_code if app.return_code is not None else (code or 0))

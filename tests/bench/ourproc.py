@@ -31,6 +31,7 @@ from typing import Any
 import trio
 
 from node import Event, NodeConfig, open_node
+from node.runtime.gctune import tune_gc
 
 from .proto import MAX_WAIT_S, PAYLOAD, emit, error, parse
 
@@ -392,6 +393,8 @@ def role_dedup(capacities: list[int]) -> None:
 
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if os.environ.get("VSM_BENCH_GC") != "default":
+        tune_gc()  # as the daemon does (VSM_BENCH_GC=default: CPython's settings)
     role, args = argv[0], argv[1:]
     try:
         if role == "node":
