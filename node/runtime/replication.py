@@ -48,7 +48,9 @@ CLOCK_OFFSET = "clock_offset"
 INVALID = "invalid_event"
 SOURCE_MISMATCH = "source_mismatch"
 
-# send() yields to the scheduler at least this often (seconds) below high water.
+# Below high water, send() measures the queues and yields to the scheduler once
+# per this many sends, and whenever the last time is this long ago (seconds).
+_CHECK_EVERY = 32
 _YIELD_EVERY_S = 0.001
 
 # Room in a frame for everything but the events (kind, numbers, array header).
@@ -79,7 +81,7 @@ class Replicator:
         self.dedup = Deduplicator(config.dedup_size)
         self._progress = trio.Event()
         self._waiting = 0
-        self._unyielded = 0  # sends since send() last yielded to the scheduler
+        self._unchecked = 0  # sends since send() last looked at the queues
         self._yielded_at = float("-inf")
         # trio.current_time() looks the clock up on every call; the publish
         # path asks once per event.
@@ -151,34 +153,38 @@ class Replicator:
                     worst, name = depth, peer.name
         return worst, name
 
+    def sent_without_check(self) -> bool:
+        """For ``Node.send``: True if this send needs neither a look at the queues
+        nor a trip through the scheduler (then only cancellation is honoured).
+
+        A full checkpoint per event costs more than the event, and so does
+        measuring every queue: both happen every ``_CHECK_EVERY`` sends, or when
+        the last was a while ago (a sporadic sender's event leaves at once), in
+        :meth:`wait_for_room`. The high-water mark may so be passed by at most
+        ``_CHECK_EVERY`` events.
+        """
+        self._unchecked += 1
+        return self._unchecked < _CHECK_EVERY and self._now() - self._yielded_at < _YIELD_EVERY_S
+
     async def wait_for_room(self, limit_s: float | None) -> None:
         """Return at once unless the slowest connected member's queue is above the
         high-water mark; then wait until it is below the low-water mark.
         BackpressureTimeout after ``limit_s`` seconds."""
         cfg = self.config
+        self._unchecked = 0
         depth, name = self.worst_depth()
-        if depth <= cfg.send_high_water:
-            # A full checkpoint (a trip through the scheduler) per event would
-            # cost more than the event: yield once per batch, or when the last
-            # yield is a while ago (a sporadic sender's event leaves at once);
-            # between them, only honour cancellation.
-            now = self._now()
-            self._unyielded += 1
-            if self._unyielded >= cfg.batch_max or now - self._yielded_at >= _YIELD_EVERY_S:
-                self._unyielded = 0
-                await trio.lowlevel.checkpoint()
-                self._yielded_at = self._now()
-            else:
-                await trio.lowlevel.checkpoint_if_cancelled()
-            return
-        await self._wait_until(
-            lambda: self.worst_depth()[0] < cfg.send_low_water,
-            limit_s,
-            lambda: (
-                f"peer {name!r} has {self.worst_depth()[0]} events queued "
-                f"(high water {cfg.send_high_water}, low water {cfg.send_low_water})"
-            ),
-        )
+        if depth > cfg.send_high_water:
+            await self._wait_until(
+                lambda: self.worst_depth()[0] < cfg.send_low_water,
+                limit_s,
+                lambda: (
+                    f"peer {name!r} has {self.worst_depth()[0]} events queued "
+                    f"(high water {cfg.send_high_water}, low water {cfg.send_low_water})"
+                ),
+            )
+        else:
+            await trio.lowlevel.checkpoint()
+        self._yielded_at = self._now()
 
     async def flush(self, limit_s: float | None) -> None:
         """Wait until every connected peer has acknowledged everything queued for it."""

@@ -29,6 +29,13 @@ async def test_a_lone_event_is_written_at_once(autojump_clock: trio.abc.Clock) -
             assert arrived == [sent_at]
             await nodes["a"].flush(timeout=1)
             assert nodes["a"].variety_stats()["peers"]["b"]["sent"] == 1
+            # send() too: it yields when its last yield is a while ago, so a
+            # sporadic sender's event is not held back by the batching of checks
+            await trio.sleep(1)
+            sent_at = trio.current_time()
+            await nodes["a"].send("task_execution", {"i": 2})
+            await wait_for(lambda: len(arrived) == 2, step=0.0001)
+            assert arrived[1] == sent_at
 
 
 async def test_alarm_overtakes_a_full_s1_lane(autojump_clock: trio.abc.Clock) -> None:
