@@ -217,7 +217,7 @@ class Node:
         """Publish, then wait while the slowest connected member lags behind.
 
         Returns at once while every connected member's queue (events not yet
-        acknowledged) is at most ``send_high_water`` (looked at every 32 sends,
+        acknowledged) is at most ``send_high_water`` (looked at every 128 sends,
         so it may be passed by that many); above it, waits until it is below
         ``send_low_water``. Observers and unreachable peers never make
         it wait (their events wait in the backlog). BackpressureTimeout after

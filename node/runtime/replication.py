@@ -50,7 +50,7 @@ SOURCE_MISMATCH = "source_mismatch"
 
 # Below high water, send() measures the queues and yields to the scheduler once
 # per this many sends, and whenever the last time is this long ago (seconds).
-_CHECK_EVERY = 32
+_CHECK_EVERY = 128
 _YIELD_EVERY_S = 0.001
 
 # Room in a frame for everything but the events (kind, numbers, array header).
