@@ -323,7 +323,8 @@ class Node:
         """Per peer, what an operator watches: breaker, phi, queue and reported health.
 
         Read from counters the runtime keeps anyway (no walk over queued
-        events). ``round_trip_ms`` is None: no component measures it yet.
+        events). ``round_trip_ms``: from a frame written to the ack that covers
+        it, smoothed (None until events have gone both ways).
         ``health`` is the overall figure from the peer's last heartbeat.
         """
         now = trio.current_time()
@@ -350,7 +351,9 @@ class Node:
                     if det is not None and det.is_monitoring
                     else None
                 ),
-                "round_trip_ms": None,
+                "round_trip_ms": (
+                    None if peer.round_trip_s is None else round(peer.round_trip_s * 1000.0, 3)
+                ),
                 "queued": peer.outbox.queued,
                 "backlog": peer.outbox.backlogged,
                 "health": None if view is None else view.health.get("overall"),

@@ -55,7 +55,7 @@ class BreakerPanel(Vertical):
                 ]
             sync_table(table, out)
             return
-        note.update("round trip: not measured yet (no component times it)")
+        note.update("rtt: a frame written to its ack, smoothed (- until events flowed)")
         if not report["peers"]:
             note.update("no peers known yet")
         for name, st in report["peers"].items():

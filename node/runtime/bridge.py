@@ -80,6 +80,10 @@ class PeerLink:
     clock_skewed: bool = False  # |offset| beyond max_offset_ms (logged once per episode)
     refusing_clock: bool = False  # we are refusing its events (clock too far ahead)
     refused_by_peer: bool = False  # it is refusing ours
+    # Round trip: a frame's last number and when it was written, until the ack
+    # that covers it; smoothed like TCP's SRTT (RFC 6298, alpha 1/8).
+    rtt_probe: tuple[int, float] | None = None
+    round_trip_s: float | None = None
 
     @property
     def connected(self) -> bool:
@@ -565,6 +569,9 @@ class ClusterBridge:
                 "queue_depth": peer.outbox.depth,
                 "unacked": peer.outbox.unacked,
                 "clock_offset_ms": peer.clock_offset_ms,
+                "round_trip_ms": (
+                    None if peer.round_trip_s is None else round(peer.round_trip_s * 1000.0, 3)
+                ),
                 "clock_skewed": peer.clock_skewed,
                 "last_received_s_ago": (
                     None if peer.last_received is None else round(now - peer.last_received, 3)

@@ -218,6 +218,7 @@ class Replicator:
     # --- sessions ------------------------------------------------------------------
 
     def session_ended(self, peer: PeerLink) -> None:
+        peer.rtt_probe = None  # an ack for it cannot come now
         peer.outbox.set_connected(False)
         self._signal_progress()  # an unreachable peer never blocks a producer
 
@@ -249,6 +250,8 @@ class Replicator:
                         with trio.fail_after(timeout):
                             await framed.send_bytes(data)
                         peer.frames_out += 1
+                        if peer.rtt_probe is None:
+                            peer.rtt_probe = (outbox.next_seq - 1, self._now())
                     continue
             if inbound is not None and inbound.ack_due:
                 upto, refused = inbound.take_ack()
@@ -301,6 +304,12 @@ class Replicator:
 
     def _settle(self, peer: PeerLink, upto: int, refused: dict[int, str] | None) -> None:
         outbox = peer.outbox
+        probe = peer.rtt_probe
+        if probe is not None and upto >= probe[0]:
+            sample = self._now() - probe[1]
+            srtt = peer.round_trip_s
+            peer.round_trip_s = sample if srtt is None else srtt + (sample - srtt) / 8
+            peer.rtt_probe = None
         if refused:
             reasons = set(refused.values())
             if CLOCK_OFFSET in reasons and not peer.refused_by_peer:

@@ -181,3 +181,18 @@ async def test_acks_reopen_the_window_without_waiting_for_a_heartbeat(
             # 125 windows' worth, each reopened by an ack at once: no virtual time passes
             assert len(got) == 2_000
             assert trio.current_time() - start < 0.01
+
+
+async def test_round_trip_is_measured_from_acks(autojump_clock: trio.abc.Clock) -> None:
+    net = SimNetwork()
+    with trio.fail_after(60):
+        async with cluster(net, ["a", "b"]) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            net.delay("a", "b", 0.010)  # 10 ms each way
+            for i in range(20):
+                nodes["a"].publish("task_execution", {"i": i})
+                await trio.sleep(0.05)
+            await nodes["a"].flush(timeout=5)
+            rtt = nodes["a"].topology()["peer_states"]["b"]["round_trip_ms"]
+            assert rtt == pytest.approx(20.0, abs=0.5)
+            assert nodes["a"].peer_report()["peers"]["b"]["round_trip_ms"] == rtt

@@ -54,7 +54,7 @@ def test_panels_show_the_nodes_figures() -> None:
             breakers = rows(app, "#breaker-table")
             assert [r[0] for r in breakers] == ["n2", "n3"]
             assert all(r[1] == "up" and r[2] == "closed" for r in breakers)
-            assert all(r[8] == "-" for r in breakers)  # round trip: not measured, not 0
+            assert all(float(r[8]) >= 0.0 for r in breakers)  # round trip from acks
             body = text_of(app, "#partition-body")
             assert "status healthy" in body and "n1" in body and "n3" in body
             latency = text_of(app, "#algedonic-latency")
