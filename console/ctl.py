@@ -258,9 +258,21 @@ def _show_topology(out: Console, r: dict[str, Any]) -> None:
 def _show_health(out: Console, r: dict[str, Any]) -> None:
     out.print(f"{r['node']}: {r['status']} ({'healthy' if r['healthy'] else 'NOT healthy'})")
     table = _table("system", "health")
+    alarms = None
     for system, value in r["health"].items():
+        if system == "algedonic" and isinstance(value, dict):
+            alarms = value
+            continue
         table.add_row(system, _fmt(value))
     out.print(table)
+    if alarms is not None:
+        lat = alarms.get("latency_ms") or {}
+        out.print(
+            f"algedonic: sent {alarms.get('sent', 0)}, received {alarms.get('received', 0)}, "
+            f"failures {alarms.get('failures', 0)}, in flight {alarms.get('in_flight', 0)}; "
+            f"confirmed latency p50 {_fmt(lat.get('p50'))} ms, p99 {_fmt(lat.get('p99'))} ms "
+            f"over {lat.get('samples', 0)} signals (--json for everything)"
+        )
 
 
 def _show_partitions(out: Console, r: dict[str, Any]) -> None:
