@@ -363,7 +363,21 @@ def _show_generic(out: Console, r: Any) -> None:
         out.print(_fmt(r))
 
 
+def _show_history(out: Console, r: dict[str, Any]) -> None:
+    rows = r.get("rows", [])
+    table = _table("time (UTC)", "kind", "node", "what", title=f"journal: {len(rows)} rows")
+    for row in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row.get("wall", 0)))
+        data = row.get("data") or {}
+        what = data.get("reason") or ", ".join(
+            f"{k}={_fmt(v)}" for k, v in data.items() if not isinstance(v, dict)
+        )
+        table.add_row(when, str(row.get("kind", "")), str(row.get("node", "")), what or "-")
+    out.print(table)
+
+
 SHOW: dict[str, Callable[[Console, Any], None]] = {
+    "history": _show_history,
     "topology": _show_topology,
     "health": _show_health,
     "partitions": _show_partitions,
