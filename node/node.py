@@ -226,11 +226,11 @@ class Node:
         """
         event = self.publish(event_type, data)
         replication = self.bridge.replication
-        if replication.sent_without_check():
-            await trio.lowlevel.checkpoint_if_cancelled()
-        else:
+        if not replication.sent_without_check():
             wait = self.config.send_timeout_s if timeout is None else timeout
             await replication.wait_for_room(wait)
+        # else: no checkpoint at all (0.3 µs even for checkpoint_if_cancelled):
+        # one in 128 sends, or one a millisecond, is a full checkpoint.
         return event
 
     async def flush(self, timeout: float | None = None) -> None:  # noqa: ASYNC109

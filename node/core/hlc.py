@@ -101,12 +101,17 @@ class HLC:
     def now(self) -> Timestamp:
         """Timestamp for a local or send event. Never goes backwards."""
         pt = self.wall()
-        if pt > self._l:
-            self._l, self._c = pt, 0
-        else:
-            # Wall clock behind (or equal to) what we have seen: keep l, bump c.
-            self._c = self._bump(self._c)
-        return Timestamp(self._l, self._c, self.node)
+        last = self._l
+        if pt > last:
+            self._l = pt
+            self._c = 0
+            return Timestamp(pt, 0, self.node)
+        # Wall clock behind (or equal to) what we have seen: keep l, bump c.
+        c = self._c + 1
+        if c > MAX_LOGICAL:
+            self._bump(self._c)  # raises ClockOverflowError
+        self._c = c
+        return Timestamp(last, c, self.node)
 
     def update(self, remote: Timestamp) -> Timestamp:
         """Merge a received timestamp; return the new local timestamp.

@@ -263,6 +263,18 @@ class Outbox:
         n = min(upto - self._base + 1, len(inflight))
         if n <= 0:
             return 0
+        if not refused:  # the common case, kept tight: one ack settles a whole frame
+            popleft = inflight.popleft
+            aggregates = 0
+            for _ in range(n):
+                if popleft().compressed:
+                    aggregates += 1
+            self.aggregates_sent += aggregates
+            self.sent += n - aggregates
+            self._originals -= n - aggregates
+            self._base += n
+            self._resend = max(0, self._resend - n)
+            return n
         seq = self._base
         for _ in range(n):
             event = inflight.popleft()
