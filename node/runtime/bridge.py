@@ -30,7 +30,13 @@ from node.core.link import InboundLink
 from node.core.outbox import Outbox
 from node.core.variety import VarietyManager, Verdict
 from node.core.wire import Ack, AnyMessage, Bye, Events, Heartbeat, encode
-from node.errors import ConnectionClosedError, FrameTooLargeError, HandshakeError, ProtocolError
+from node.errors import (
+    ConnectionClosedError,
+    ForgedFrameError,
+    FrameTooLargeError,
+    HandshakeError,
+    ProtocolError,
+)
 from node.runtime.peer import (
     DUPLICATE_CONNECTION,
     DUPLICATE_NAME,
@@ -535,6 +541,12 @@ class ClusterBridge:
                 except FrameTooLargeError:
                     self.count("bad_frames")
                     raise
+                except ForgedFrameError as exc:
+                    # Not from the peer that did the handshake: nothing after it can be
+                    # trusted on this connection. Hang up; the peer reconnects.
+                    self.count("forged_frames")
+                    log.warning("forged frame on the connection to %s: %s", peer.name, exc)
+                    raise ConnectionClosedError(f"forged frame: {exc}") from exc
                 except ProtocolError as exc:
                     framed.bad_frames += 1
                     self.count("bad_frames")

@@ -158,3 +158,45 @@ async def test_a_large_frame_before_authentication_is_refused_at_its_prefix(
                 while await stream.receive_some(65536):
                     pass
             await stream.aclose()
+
+
+async def test_frames_injected_after_a_real_handshake_are_refused(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Someone on the path (without the session key) injects EVENTS or BYE: refused,
+    counted, and that connection is closed; the real peer is served again."""
+    from node.core.wire import Bye, encode
+
+    net = SimNetwork()
+    with trio.fail_after(120):
+        async with cluster(net, ["a"]) as nodes:
+            a = nodes["a"]
+            got: list[Event] = []
+            a.subscribe("*", got.append)
+            now = Timestamp(wall_clock_ms(), 0, "r")
+            ev = Event("control_override", Channel.S3_CONTROL, {"x": 1}, "r", now)
+            for n, forged in enumerate([encode(Events((ev,))), encode(Bye("r", "forged"))]):
+                framed = await rogue(net, "r", "a:7401")
+                assert framed.authenticated_frames
+                await wait_for(lambda: "r" in a.bridge.peers and a.bridge.peers["r"].connected)
+                # raw bytes on the stream, as an injector would write them: no valid tag
+                await framed.stream.send_all(forged)
+                await wait_for(lambda n=n: a.bridge.counters.get("forged_frames", 0) == n + 1)
+                await wait_for(lambda: not a.bridge.peers["r"].connected)
+                assert not a.bridge.peers["r"].departed  # the forged BYE was not believed
+                await framed.aclose()
+            assert got == []
+
+            # a replayed frame (sealed for position 0, sent again) fails too
+            framed = await rogue(net, "r", "a:7401")
+            await wait_for(lambda: a.bridge.peers["r"].connected)
+            assert framed._sealer is not None
+            sealed_payload = framed._sealer.seal(encode(Events((ev,)))[4:])
+            frame = struct.pack(">I", len(sealed_payload)) + sealed_payload
+            await framed.stream.send_all(frame)
+            await wait_for(lambda: len(got) == 1)
+            await framed.stream.send_all(frame)
+            await wait_for(lambda: a.bridge.counters.get("forged_frames", 0) == 3)
+            await wait_for(lambda: not a.bridge.peers["r"].connected)
+            assert len(got) == 1
+            await framed.aclose()
