@@ -354,8 +354,10 @@ async def _refuse(framed: FramedStream, me: Identity, kind: str, text: str) -> N
 
     Closing at once with the peer's bytes unread makes TCP send a RST, which
     destroys the BYE in flight; reading until EOF (briefly) lets it arrive.
+    Shielded from the handshake's deadline, so a refusal is counted as what
+    it is, not as a timeout, when the peer lingers too.
     """
-    with trio.move_on_after(1):
+    with trio.CancelScope(shield=True), trio.move_on_after(1):
         try:
             await framed.send(Bye(me.name, f"{kind}: {text}"))
             while True:
