@@ -89,3 +89,25 @@ class PendingHandshakes:
                 del self._slots[key]
                 return key
         raise AssertionError("no slot to evict")  # callers checked a count first
+
+
+@attrs.define
+class LogBudget:
+    """At most ``per_window`` log lines per key in each ``window_s``; the rest are
+    counted and reported with the next line let through, so a flood of strangers
+    cannot flood the log (the counters still see every one)."""
+
+    per_window: int = 5
+    window_s: float = 10.0
+    _spent: dict[str, tuple[float, int, int]] = attrs.field(factory=dict)
+
+    def allow(self, key: str, now: float) -> tuple[bool, int]:
+        """(log this one?, how many were held back since the last line logged)."""
+        start, used, held = self._spent.get(key, (now, 0, 0))
+        if now - start >= self.window_s:
+            start, used = now, 0
+        if used < self.per_window:
+            self._spent[key] = (start, used + 1, 0)
+            return True, held
+        self._spent[key] = (start, used, held + 1)
+        return False, 0

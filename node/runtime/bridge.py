@@ -21,7 +21,7 @@ import attrs
 import trio
 
 from node.config import NodeConfig
-from node.core.admission import DEFAULT_MAX_PENDING, PendingHandshakes
+from node.core.admission import DEFAULT_MAX_PENDING, LogBudget, PendingHandshakes
 from node.core.algedonic import SIGNAL_ROLE
 from node.core.breaker import CircuitBreaker, Transition
 from node.core.events import Event
@@ -148,6 +148,7 @@ class ClusterBridge:
         self._handshaking = 0
         self._pending = PendingHandshakes(total=MAX_PENDING_HANDSHAKES)
         self._pending_scopes: dict[object, trio.CancelScope] = {}
+        self._log_budget = LogBudget()
         self.replication = Replicator(
             config, hlc=hlc, variety=variety, deliver=deliver, peers=self.peers, count=self.count
         )
@@ -405,12 +406,18 @@ class ClusterBridge:
             await framed.aclose()
             self.count(exc.kind)
             benign = exc.kind in (DUPLICATE_CONNECTION, SHUTTING_DOWN) or self._stopping
+            level = logging.DEBUG if benign else logging.WARNING
+            held = 0
+            if dialed is None and not benign:  # strangers may flood: rate-limit their lines
+                allowed, held = self._log_budget.allow(exc.kind, trio.current_time())
+                level = level if allowed else logging.DEBUG
             log.log(
-                logging.DEBUG if benign else logging.WARNING,
-                "handshake with %s failed (%s): %s",
+                level,
+                "handshake with %s failed (%s): %s%s",
                 dialed or "inbound peer",
                 exc.kind,
                 exc,
+                f" ({held} more like it not logged)" if held else "",
             )
             raise
         finally:

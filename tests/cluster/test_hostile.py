@@ -13,6 +13,7 @@ counted by its reason.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import socket
@@ -103,7 +104,7 @@ async def send_quietly(stream: trio.SocketStream, data: bytes) -> None:
         await stream.send_all(data)
 
 
-async def test_peer_port_survives_hostile_input() -> None:
+async def test_peer_port_survives_hostile_input(caplog: pytest.LogCaptureFixture) -> None:
     with trio.fail_after(60):
         async with pair() as (a, b):
             host, port = parse_address(a.address)
@@ -201,6 +202,13 @@ async def test_peer_port_survives_hostile_input() -> None:
             assert counters["bad_handshake_message"] >= 10
             assert counters["handshake_evicted"] >= 80 - 4
             assert rss_bytes() - rss_before < 64 << 20
+            # the log is rate-limited per reason (5 lines per 10 s); the counters see all
+            failed = [
+                r
+                for r in caplog.records
+                if r.levelno >= logging.WARNING and "handshake with inbound" in r.getMessage()
+            ]
+            assert 0 < len(failed) <= 5 * 4
 
 
 async def test_algedonic_port_counts_forged_unsigned_and_replayed_datagrams() -> None:

@@ -89,6 +89,8 @@ async def test_bye_is_a_departure_not_a_failure() -> None:
         cfg = NodeConfig(name="b", listen="127.0.0.1:0", seeds=[a.address], cookie="k" * 16, **FAST)
         async with open_node(cfg) as b:
             await until(lambda: meshed([a, b]))
+            framed = a.bridge.peers["b"].framed
+            assert framed is not None and framed.authenticated_frames  # no TLS: tagged frames
         await until(lambda: "b" in a.bridge.departed)
         link = a.bridge.peers["b"]
         assert not link.connected and link.departed
@@ -127,6 +129,8 @@ async def test_mutual_tls_cluster_replicates(tmp_path: Any) -> None:
         )
         async with open_node(cfg_b) as b:
             await until(lambda: meshed([a, b]))
+            framed = a.bridge.peers["b"].framed
+            assert framed is not None and not framed.authenticated_frames  # TLS protects them
             got: list[Event] = []
             b.subscribe("*", got.append)
             ev = a.publish("policy_update", {"policy": "p1"})

@@ -66,3 +66,20 @@ def test_bounds_hold_and_the_newcomer_always_gets_a_slot(ops: list[tuple[int, bo
         assert len(slots) == len(live) <= 12
         assert slots.strangers <= 12 - 4
         assert all(slots.on_host(f"h{h}") <= 3 for h in range(6))
+
+
+def test_log_budget_holds_back_a_flood_and_reports_it() -> None:
+    from node.core.admission import LogBudget
+
+    budget = LogBudget(per_window=2, window_s=10.0)
+    assert [budget.allow("bad", 0.0) for _ in range(5)] == [
+        (True, 0),
+        (True, 0),
+        (False, 0),
+        (False, 0),
+        (False, 0),
+    ]
+    assert budget.allow("other", 1.0) == (True, 0)  # keys are separate
+    assert budget.allow("bad", 9.9) == (False, 0)
+    assert budget.allow("bad", 10.0) == (True, 4)  # a new window: four were held back
+    assert budget.allow("bad", 10.1) == (True, 0)
