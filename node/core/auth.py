@@ -105,7 +105,23 @@ def session_keys(
 
 def frame_tag(key: bytes, counter: int, payload: bytes) -> bytes:
     """HMAC-SHA256 over (frame counter, payload), truncated to TAG_SIZE bytes."""
-    return hmac.digest(key, _COUNTER.pack(counter) + payload, "sha256")[:TAG_SIZE]
+    return _Tagger(key).tag(counter, payload)
+
+
+class _Tagger:
+    """The keyed HMAC state computed once per connection and copied per frame
+    (half the cost of ``hmac.digest`` on small frames)."""
+
+    __slots__ = ("_base",)
+
+    def __init__(self, key: bytes) -> None:
+        self._base = hmac.new(key, digestmod=hashlib.sha256)
+
+    def tag(self, counter: int, payload: bytes) -> bytes:
+        h = self._base.copy()
+        h.update(_COUNTER.pack(counter))
+        h.update(payload)
+        return h.digest()[:TAG_SIZE]
 
 
 @attrs.define
@@ -114,10 +130,14 @@ class FrameSealer:
 
     key: bytes = attrs.field(repr=False)
     counter: int = 0
+    _tagger: _Tagger = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._tagger = _Tagger(self.key)
 
     def seal(self, payload: bytes) -> bytes:
         """``payload`` followed by its tag."""
-        tag = frame_tag(self.key, self.counter, payload)
+        tag = self._tagger.tag(self.counter, payload)
         self.counter += 1
         return payload + tag
 
@@ -131,6 +151,10 @@ class FrameOpener:
     key: bytes = attrs.field(repr=False)
     counter: int = 0
     failed: bool = False
+    _tagger: _Tagger = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._tagger = _Tagger(self.key)
 
     def open(self, data: bytes) -> bytes | None:
         """The payload of a sealed frame, or None if its tag does not verify."""
@@ -138,7 +162,7 @@ class FrameOpener:
             self.failed = True
             return None
         payload, tag = data[:-TAG_SIZE], data[-TAG_SIZE:]
-        if not hmac.compare_digest(tag, frame_tag(self.key, self.counter, payload)):
+        if not hmac.compare_digest(tag, self._tagger.tag(self.counter, payload)):
             self.failed = True
             return None
         self.counter += 1
