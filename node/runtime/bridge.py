@@ -653,6 +653,6 @@ def source_host(stream: Any) -> str:
         peer = sock.getpeername() if sock is not None else None
     except OSError:
         return ""
-    if isinstance(peer, tuple) and peer:
-        return str(peer[0])
-    return str(peer or "")
+    host = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
+    # a dual-stack listener reports IPv4 peers as IPv4-mapped IPv6 addresses
+    return host.removeprefix("::ffff:")

@@ -83,3 +83,25 @@ def test_log_budget_holds_back_a_flood_and_reports_it() -> None:
     assert budget.allow("bad", 9.9) == (False, 0)
     assert budget.allow("bad", 10.0) == (True, 4)  # a new window: four were held back
     assert budget.allow("bad", 10.1) == (True, 0)
+
+
+def test_source_host_of_real_and_simulated_streams() -> None:
+    from node.runtime.bridge import source_host
+
+    class Fake:
+        remote_address = "10.1.2.3:5555"
+
+    assert source_host(Fake()) == "10.1.2.3"
+
+    class Sock:
+        def getpeername(self) -> tuple[str, int, int, int]:
+            return ("::ffff:127.0.0.1", 4000, 0, 0)
+
+    class Tcp:
+        socket = Sock()
+
+    class Tls:
+        transport_stream = Tcp()
+
+    assert source_host(Tls()) == "127.0.0.1"
+    assert source_host(object()) == ""
