@@ -59,6 +59,6 @@ def test_forged_replayed_reordered_and_truncated_frames_fail() -> None:
     assert FrameOpener(b"k" * 32).open(b"short") is None
 
 
-def test_tag_is_truncated_hmac_over_counter_and_payload() -> None:
+def test_tag_covers_counter_and_payload() -> None:
     assert len(frame_tag(b"k" * 32, 0, b"p")) == TAG_SIZE
     assert frame_tag(b"k" * 32, 0, b"p") != frame_tag(b"k" * 32, 1, b"p")
