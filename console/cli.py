@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--cookie", help="shared cluster secret (prefer VSM_COOKIE or a file)")
     node.add_argument("--cookie-file", metavar="PATH", help="file holding the cluster cookie")
     node.add_argument(
+        "--insecure-cookie",
+        action="store_true",
+        help="accept a cookie shorter than 16 bytes (tests and demos only)",
+    )
+    node.add_argument(
         "--strategy",
         choices=["static_quorum", "dynamic_weights", "vsm_health", "manual"],
         help="partition resolution strategy",
@@ -119,6 +124,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
     if getattr(args, "no_journal", False):
         out["journal"] = False
+    if getattr(args, "insecure_cookie", False):
+        out["insecure_cookie"] = True
     if args.seeds:
         out["seeds"] = [s.strip() for s in args.seeds.split(",") if s.strip()]
     return {k: v for k, v in out.items() if v is not None}

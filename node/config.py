@@ -221,6 +221,35 @@ def _flag(field: str, value: object) -> None:
         _invalid(field, "true or false", value)
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _as_flag(value: object) -> object:
+    """A flag from the environment is a string: "1/true/yes/on" or "0/false/no/off"."""
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    return value
+
+
+#: Shortest cookie accepted without ``insecure_cookie`` (bytes of its UTF-8 form).
+MIN_COOKIE_BYTES = 16
+
+
+def cookie_file_mode_problem(path: str | os.PathLike[str], mode: int) -> str | None:
+    """Why a cookie file with permission bits ``mode`` is refused, or None.
+
+    Like ssh with a private key: a secret that group or others can read (or
+    change) is no secret. One rule for the loader and ``config check``.
+    """
+    if mode & 0o077:
+        return (
+            f"cookie file {os.fspath(path)} is readable or writable by group or others "
+            f"(mode {mode:04o}): chmod 600 {os.fspath(path)}"
+        )
+    return None
+
+
 def default_data_dir(cluster: str, name: str, env: Mapping[str, str] | None = None) -> str:
     """``$XDG_STATE_HOME/vsm-console/<cluster>/<name>`` (default ~/.local/state/...)."""
     env = os.environ if env is None else env
@@ -440,8 +469,9 @@ class NodeConfig:
     """Everything one node needs to run; validated when built.
 
     ``name`` "" becomes the host name. ``cookie`` is the only required value: the
-    shared secret peers prove in the handshake (eight or more characters are
-    recommended; only empty is refused). ``advertise`` is what peers should dial
+    shared secret peers prove in the handshake and key frames with: at least
+    MIN_COOKIE_BYTES (16) bytes unless ``insecure_cookie`` (tests, demos).
+    ``advertise`` is what peers should dial
     (default: ``listen``; see :attr:`advertise_address`). ``seeds`` may list this
     node itself, as a shared host list does; the node skips itself. ``quotas``
     maps channel names to events/s (``None``: unlimited); ``event_types`` maps
@@ -499,6 +529,10 @@ class NodeConfig:
     journal: bool = attrs.field(default=True, validator=lambda _, a, v: _flag(a.name, v))
     journal_retention_days: float = _real(DEFAULT_JOURNAL_RETENTION_DAYS)
     journal_retention_rows: int = _count(DEFAULT_JOURNAL_RETENTION_ROWS, minimum=1)
+    # Hardening: accept a cookie shorter than MIN_COOKIE_BYTES.
+    insecure_cookie: bool = attrs.field(
+        default=False, converter=_as_flag, validator=lambda _, a, v: _flag(a.name, v)
+    )
 
     def __attrs_post_init__(self) -> None:
         # Checks that need no other field run as attrs validators; these span fields
@@ -508,6 +542,13 @@ class NodeConfig:
             raise ConfigError(
                 f"cookie must be a non-empty string (got {kind}): set VSM_COOKIE, "
                 "VSM_COOKIE_FILE or cookie / cookie_file in the config file",
+                key="cookie",
+            )
+        if len(self.cookie.encode()) < MIN_COOKIE_BYTES and not self.insecure_cookie:
+            raise ConfigError(
+                f"cookie is {len(self.cookie.encode())} bytes, shorter than {MIN_COOKIE_BYTES}: "
+                "use a long random one (e.g. `openssl rand -hex 16`), or say insecure_cookie "
+                "(--insecure-cookie, VSM_INSECURE_COOKIE=1) to accept it anyway",
                 key="cookie",
             )
         if self.tls is not None and not isinstance(self.tls, TlsConfig):
@@ -567,6 +608,7 @@ ENV_VARS: Final[Mapping[str, str]] = FrozenMap(
         *("name", "cluster", "listen", "advertise", "seeds", "cookie", "cookie_file"),
         *("strategy", "role", "data_dir", "discovery", "control_socket", "metrics_listen"),
         *("log_level", "log_format"),
+        "insecure_cookie",
     )
 )
 FIELDS: Final = tuple(field.name for field in attrs.fields(NodeConfig))
@@ -732,4 +774,11 @@ def _read_cookie(path: object, origin: str) -> str:
         raise ConfigError(f"cookie file {os.fspath(path)} is not UTF-8 text") from None
     if not cookie:
         raise ConfigError(f"cookie file {os.fspath(path)} is empty (from {origin})")
+    try:
+        mode = Path(path).stat().st_mode & 0o777
+    except OSError:
+        mode = 0  # it was just read; a vanished file has no mode to judge
+    problem = cookie_file_mode_problem(path, mode)
+    if problem:
+        raise ConfigError(f"{problem} (from {origin})")
     return cookie

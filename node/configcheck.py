@@ -34,6 +34,7 @@ from node.config import (
     _UNLIMITED,
     NodeConfig,
     TlsConfig,
+    cookie_file_mode_problem,
     parse_address,
 )
 from node.errors import ConfigError
@@ -218,7 +219,7 @@ def _check_tls(value: Any, base: Path) -> list[Problem]:
 
 
 def check_cookie_file(value: Any, name: str = "cookie_file") -> list[Problem]:
-    """A cookie file must be readable by us, not empty, and not readable by others."""
+    """A cookie file must be readable by us, not empty, and not open to group or others."""
     if not isinstance(value, str) or not value:
         return [Problem(name, value, "must be a path string")]
     path = Path(value)
@@ -227,14 +228,9 @@ def check_cookie_file(value: Any, name: str = "cookie_file") -> list[Problem]:
         return [Problem(name, value, problem)]
     problems = []
     mode = _mode(path)
-    if mode is not None and mode & 0o006:
-        problems.append(
-            Problem(
-                name,
-                value,
-                f"readable or writable by others (mode {mode:04o}): chmod 600 {value}",
-            )
-        )
+    problem = None if mode is None else cookie_file_mode_problem(value, mode)
+    if problem:
+        problems.append(Problem(name, value, problem))
     try:
         if not path.read_text(encoding="utf-8").strip():
             problems.append(Problem(name, value, "the file is empty"))

@@ -99,6 +99,11 @@ class FrameTooLargeError(ProtocolError):
     """A length prefix announces a frame larger than ``max_frame``."""
 
 
+class ForgedFrameError(ProtocolError):
+    """A frame after the handshake failed its tag: forged, replayed, reordered or
+    dropped on the way. Nothing later on that connection can verify: close it."""
+
+
 class MalformedFrameError(ProtocolError):
     """A frame's payload is not one valid msgpack object."""
 

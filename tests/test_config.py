@@ -27,7 +27,7 @@ from node.core.events import Channel, Classifier
 from node.core.wire import DEFAULT_MAX_FRAME
 from node.errors import ConfigError
 
-COOKIE = "s3cret-cookie"
+COOKIE = "s3cret-cookie-123"
 
 
 def make(**changes: Any) -> NodeConfig:
@@ -63,7 +63,9 @@ def test_defaults_are_valid() -> None:
 
 
 def test_issue_example_works() -> None:
-    config = NodeConfig(name="a", listen="127.0.0.1:0", seeds=["127.0.0.1:7401"], cookie="s3cret")
+    config = NodeConfig(
+        name="a", listen="127.0.0.1:0", seeds=["127.0.0.1:7401"], cookie="s3cret-cookie-123"
+    )
     assert config.seeds == ("127.0.0.1:7401",)
     assert config.listen == "127.0.0.1:0"
 
@@ -393,7 +395,7 @@ cluster = "prod"
 listen = "0.0.0.0:7401"
 advertise = "10.0.0.5:7401"
 seeds = ["10.0.0.6:7401", "10.0.0.7:7401"]
-cookie = "file-cookie"
+cookie = "file-cookie-01234"
 strategy = "dynamic_weights"
 quorum_size = 2
 heartbeat_interval_s = 2
@@ -445,7 +447,7 @@ def test_load_full_file_with_nested_tables(tmp_path: Path) -> None:
     assert config.cluster == "prod"
     assert config.advertise_address == "10.0.0.5:7401"
     assert config.seeds == ("10.0.0.6:7401", "10.0.0.7:7401")
-    assert config.cookie == "file-cookie"
+    assert config.cookie == "file-cookie-01234"
     assert config.quorum_size == 2
     assert config.heartbeat_interval_s == 2.0
     assert config.max_frame == 2 * 1024 * 1024
@@ -467,7 +469,7 @@ def test_precedence_file_env_overrides(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         '[node]\nname = "from-file"\ncluster = "file-cluster"\nrole = "observer"\n'
-        'cookie = "file-cookie"\nlisten = "127.0.0.1:1"\n',
+        'cookie = "file-cookie-01234"\nlisten = "127.0.0.1:1"\n',
     )
     env = {"VSM_NAME": "from-env", "VSM_CLUSTER": "env-cluster", "VSM_LISTEN": "127.0.0.1:2"}
     overrides = {"name": "from-flag", "listen": None, "strategy": "manual"}
@@ -477,7 +479,7 @@ def test_precedence_file_env_overrides(tmp_path: Path) -> None:
     assert config.listen == "127.0.0.1:2"  # a None override is ignored
     assert config.role == "observer"  # file beats defaults
     assert config.strategy == "manual"
-    assert config.cookie == "file-cookie"
+    assert config.cookie == "file-cookie-01234"
 
 
 def test_every_env_var(tmp_path: Path) -> None:
@@ -487,7 +489,7 @@ def test_every_env_var(tmp_path: Path) -> None:
         "VSM_LISTEN": "[::1]:7402",
         "VSM_ADVERTISE": "node.example:7402",
         "VSM_SEEDS": "a:1, b:2",
-        "VSM_COOKIE": "env-cookie",
+        "VSM_COOKIE": "env-cookie-012345",
         "VSM_STRATEGY": "vsm_health",
         "VSM_ROLE": "observer",
         "VSM_DATA_DIR": "/data",
@@ -496,13 +498,14 @@ def test_every_env_var(tmp_path: Path) -> None:
         "VSM_METRICS_LISTEN": "127.0.0.1:9100",
         "VSM_LOG_LEVEL": "WARNING",
         "VSM_LOG_FORMAT": "json",
+        "VSM_INSECURE_COOKIE": "0",
     }
     assert set(env) | {"VSM_COOKIE_FILE"} == set(ENV_VARS)
     config = load_config(env=env)
     assert (config.name, config.cluster, config.listen) == ("envnode", "envc", "[::1]:7402")
     assert config.advertise == "node.example:7402"
     assert config.seeds == ("a:1", "b:2")
-    assert config.cookie == "env-cookie"
+    assert config.cookie == "env-cookie-012345"
     assert (config.strategy, config.role, config.discovery) == ("vsm_health", "observer", "dns")
     assert (config.data_dir, config.control_socket) == ("/data", "/run/vsm.sock")
     assert config.metrics_listen == "127.0.0.1:9100"
@@ -517,17 +520,18 @@ def test_empty_env_vars_count_as_unset() -> None:
 def test_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ENV_VARS:
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("VSM_COOKIE", "process-cookie")
+    monkeypatch.setenv("VSM_COOKIE", "process-cookie-01")
     monkeypatch.setenv("VSM_CLUSTER", "proc")
     config = load_config()
-    assert (config.cookie, config.cluster) == ("process-cookie", "proc")
+    assert (config.cookie, config.cluster) == ("process-cookie-01", "proc")
 
 
 def test_cookie_file_from_env(tmp_path: Path) -> None:
     cookie = tmp_path / "cookie"
-    cookie.write_text("  from-the-file\n")
+    cookie.write_text("  from-the-file-0123\n")
+    cookie.chmod(0o600)
     config = load_config(env={"VSM_COOKIE_FILE": str(cookie)})
-    assert config.cookie == "from-the-file"
+    assert config.cookie == "from-the-file-0123"
 
 
 def test_cookie_file_problems(tmp_path: Path) -> None:
@@ -543,27 +547,63 @@ def test_cookie_file_problems(tmp_path: Path) -> None:
 
 
 def test_cookie_file_in_config_file_is_relative_to_it(tmp_path: Path) -> None:
-    (tmp_path / "cookie").write_text("relative-cookie\n")
+    (tmp_path / "cookie").write_text("relative-cookie-0\n")
+    (tmp_path / "cookie").chmod(0o600)
     path = write(tmp_path, '[node]\ncookie_file = "cookie"\n')
-    assert load_config(path, env={}).cookie == "relative-cookie"
+    assert load_config(path, env={}).cookie == "relative-cookie-0"
     # A later source's cookie replaces the file's cookie file (never read then).
     broken = write(tmp_path, '[node]\ncookie_file = "nope"\n', "broken.toml")
-    assert load_config(broken, env={"VSM_COOKIE": "env"}).cookie == "env"
+    assert (
+        load_config(broken, env={"VSM_COOKIE": "env-cookie-012345"}).cookie == "env-cookie-012345"
+    )
     both = write(tmp_path, '[node]\ncookie = "a"\ncookie_file = "cookie"\n', "both.toml")
     with pytest.raises(ConfigError, match="both set"):
         load_config(both, env={})
 
 
 def test_cookie_override_beats_env_cookie_file(tmp_path: Path) -> None:
-    (tmp_path / "cookie").write_text("file")
+    (tmp_path / "cookie").write_text("file-cookie-01234")
+    (tmp_path / "cookie").chmod(0o600)
     env = {"VSM_COOKIE_FILE": str(tmp_path / "cookie")}
-    assert load_config(env=env, overrides={"cookie": "flag"}).cookie == "flag"
+    assert (
+        load_config(env=env, overrides={"cookie": "flag-cookie-01234"}).cookie
+        == "flag-cookie-01234"
+    )
     assert (
         load_config(
-            env={"VSM_COOKIE": "e"}, overrides={"cookie_file": env["VSM_COOKIE_FILE"]}
+            env={"VSM_COOKIE": "e" * 16}, overrides={"cookie_file": env["VSM_COOKIE_FILE"]}
         ).cookie
-        == "file"
+        == "file-cookie-01234"
     )
+
+
+def test_short_cookie_is_refused_unless_insecure_cookie() -> None:
+    with pytest.raises(ConfigError, match=r"cookie is 15 bytes, shorter than 16.*insecure") as info:
+        NodeConfig(cookie="c" * 15)
+    assert "c" * 15 not in str(info.value) and info.value.key == "cookie"
+    NodeConfig(cookie="c" * 16)  # sixteen bytes is enough
+    assert NodeConfig(cookie="k", insecure_cookie=True).cookie == "k"
+    # the same from the environment and from the flag
+    env = {"VSM_COOKIE": "k", "VSM_INSECURE_COOKIE": "1"}
+    assert load_config(env=env).insecure_cookie is True
+    with pytest.raises(ConfigError, match="shorter than 16"):
+        load_config(env={**env, "VSM_INSECURE_COOKIE": "no"})
+    assert load_config(env={"VSM_COOKIE": "k"}, overrides={"insecure_cookie": True}).cookie == "k"
+    with pytest.raises(ConfigError, match="insecure_cookie must be true or false"):
+        load_config(env={**env, "VSM_INSECURE_COOKIE": "maybe"})
+
+
+def test_cookie_file_open_to_group_or_others_is_refused(tmp_path: Path) -> None:
+    cookie = tmp_path / "cookie"
+    cookie.write_text("a-cookie-of-16-bytes\n")
+    for mode in (0o640, 0o604, 0o620):
+        cookie.chmod(mode)
+        with pytest.raises(ConfigError) as info:
+            load_config(env={"VSM_COOKIE_FILE": str(cookie)})
+        assert f"cookie file {cookie} is readable or writable by group or others" in str(info.value)
+        assert f"chmod 600 {cookie}" in str(info.value)
+    cookie.chmod(0o400)
+    assert load_config(env={"VSM_COOKIE_FILE": str(cookie)}).cookie == "a-cookie-of-16-bytes"
 
 
 def test_missing_cookie_says_how_to_set_it() -> None:
@@ -633,7 +673,7 @@ def test_bad_override(tmp_path: Path) -> None:
 
 
 def test_tls_override_as_table_or_object() -> None:
-    env = {"VSM_COOKIE": "x"}
+    env = {"VSM_COOKIE": "x" * 16}
     from_table = load_config(env=env, overrides={"tls": {"cert": "c", "key": "k"}})
     from_object = load_config(env=env, overrides={"tls": TlsConfig(cert="c", key="k")})
     assert from_table.tls == from_object.tls == TlsConfig(cert="c", key="k")

@@ -11,7 +11,7 @@ from node.errors import ConfigError
 
 
 def test_defaults() -> None:
-    c = NodeConfig(cookie="c" * 10)
+    c = NodeConfig(cookie="c" * 16)
     assert c.down_all_when_unstable_s is None  # 3/4 of stable_after_s, at least 4 s
     assert (c.journal, c.journal_retention_days, c.journal_retention_rows) == (True, 30.0, 100_000)
 
@@ -19,7 +19,7 @@ def test_defaults() -> None:
 def test_from_a_file(tmp_path: Path) -> None:
     f = tmp_path / "n.toml"
     f.write_text(
-        '[node]\ncookie = "cccccccccc"\njournal = false\ndown_all_when_unstable_s = 6\n'
+        '[node]\ncookie = "cccccccccccccccc"\njournal = false\ndown_all_when_unstable_s = 6\n'
         "journal_retention_days = 7\njournal_retention_rows = 500\n"
     )
     c = load_config(f, env={})
@@ -38,7 +38,7 @@ def test_from_a_file(tmp_path: Path) -> None:
 )
 def test_bad_values_are_refused(field: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        NodeConfig(cookie="c" * 10, **{field: value})
+        NodeConfig(cookie="c" * 16, **{field: value})
 
 
 def test_default_data_dir_follows_xdg_state_home() -> None:

@@ -23,7 +23,7 @@ def keys(problems: list[Problem]) -> list[str]:
 
 
 def test_a_good_file_has_no_problems(tmp_path: Path) -> None:
-    cookie = write(tmp_path, "a-long-cookie\n", "cookie")
+    cookie = write(tmp_path, "a-long-cookie-0123\n", "cookie")
     cookie.chmod(0o600)
     path = write(
         tmp_path,
@@ -116,7 +116,10 @@ def test_cookie_file_problems(tmp_path: Path) -> None:
     path = write(tmp_path, '[node]\ncookie_file = "cookie"\n')
     (problem,) = check_file(path)
     assert problem.key == "node.cookie_file"
-    assert problem.why == f"readable or writable by others (mode 0644): chmod 600 {cookie}"
+    assert problem.why == (
+        f"cookie file {cookie} is readable or writable by group or others (mode 0644): "
+        f"chmod 600 {cookie}"
+    )
     cookie.write_text("  \n")
     cookie.chmod(0o600)
     assert [p.why for p in check_file(path)] == ["the file is empty"]
@@ -135,11 +138,11 @@ def test_unreadable_tls_file(tmp_path: Path) -> None:
 
 
 def test_cookie_in_a_world_readable_file(tmp_path: Path) -> None:
-    path = write(tmp_path, '[node]\ncookie = "secret-cookie"\n')
+    path = write(tmp_path, '[node]\ncookie = "secret-cookie-0123"\n')
     path.chmod(0o644)
     (problem,) = check_file(path)
     assert problem.key == "node.cookie" and "others can read (mode 0644)" in problem.why
-    assert "secret-cookie" not in str(problem)
+    assert "secret-cookie-0123" not in str(problem)
     path.chmod(0o600)
     assert check_file(path) == []
 
@@ -157,10 +160,10 @@ def test_config_error_carries_its_key() -> None:
     from node.config import NodeConfig, load_config
 
     with pytest.raises(ConfigError) as info:
-        NodeConfig(cookie="c" * 12, heartbeat_interval_s=-1)
+        NodeConfig(cookie="c" * 16, heartbeat_interval_s=-1)
     assert info.value.key == "heartbeat_interval_s"
     with pytest.raises(ConfigError) as info:
-        load_config(env={"VSM_COOKIE": "c" * 12, "VSM_STRATEGY": "nope"})
+        load_config(env={"VSM_COOKIE": "c" * 16, "VSM_STRATEGY": "nope"})
     assert info.value.key == "strategy" and "(from environment VSM_STRATEGY)" in str(info.value)
 
 
@@ -193,7 +196,7 @@ def test_daemon_refuses_a_bad_file_with_the_same_messages(
     path = write(tmp_path, '[node]\nname = "bad name"\nmax_hops = 1000\n')
     assert main(["config", "check", str(path)]) == 1
     checked = capsys.readouterr().out.splitlines()
-    assert main(["--daemon", "--config", str(path), "--cookie", "c" * 12]) == 2
+    assert main(["--daemon", "--config", str(path), "--cookie", "c" * 16]) == 2
     refused = capsys.readouterr().err.splitlines()
     assert refused == [f"vsm-console: bad configuration: {line}" for line in checked]
 
@@ -206,7 +209,7 @@ def test_daemon_checks_a_cookie_file_from_flag_or_env(
     assert main(["--daemon", "--name", "a", "--cookie-file", str(cookie)]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("vsm-console: bad configuration: --cookie-file = '")
-    assert line.endswith(f": readable or writable by others (mode 0644): chmod 600 {cookie}")
+    assert line.endswith(f"(mode 0644): chmod 600 {cookie}")
     monkeypatch.setenv("VSM_COOKIE_FILE", str(cookie))
     monkeypatch.delenv("VSM_COOKIE", raising=False)
     assert main(["--daemon", "--name", "a"]) == 2
@@ -232,5 +235,5 @@ def test_every_config_error_names_its_key(fields: dict[str, object], key: str) -
     from node.config import NodeConfig
 
     with pytest.raises(ConfigError) as info:
-        NodeConfig(**{"cookie": "c" * 12, **fields})  # type: ignore[arg-type]
+        NodeConfig(**{"cookie": "c" * 16, **fields})  # type: ignore[arg-type]
     assert info.value.key == key

@@ -30,7 +30,8 @@ from node.errors import (
 )
 
 # 2: EVENTS carry link sequence numbers and acks; ACK; heartbeats carry wall time.
-PROTOCOL_VERSION = 2
+# 3: without TLS, every frame after WELCOME ends in a 16-byte tag (node.core.auth).
+PROTOCOL_VERSION = 3
 DEFAULT_MAX_FRAME = 1 << 20
 HEADER = struct.Struct(">I")
 HEADER_SIZE = HEADER.size
@@ -563,6 +564,13 @@ class Decoder:
 
     def next_message(self) -> AnyMessage | None:
         """The next complete message, or None if more bytes are needed."""
+        payload = self.next_payload()
+        if payload is None:
+            return None
+        return decode_payload(payload, max_hops=self.max_hops)
+
+    def next_payload(self) -> bytes | None:
+        """The next complete frame's payload, undecoded, or None if more bytes are needed."""
         if self._failed is not None:
             raise self._failed
         self._check_header()
@@ -572,7 +580,7 @@ class Decoder:
         payload = bytes(self._buf[HEADER_SIZE : HEADER_SIZE + need])
         del self._buf[: HEADER_SIZE + need]
         self._need = None
-        return decode_payload(payload, max_hops=self.max_hops)
+        return payload
 
     def __iter__(self) -> Iterator[AnyMessage]:
         while (msg := self.next_message()) is not None:

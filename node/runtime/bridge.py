@@ -21,6 +21,7 @@ import attrs
 import trio
 
 from node.config import NodeConfig
+from node.core.admission import DEFAULT_MAX_PENDING, LogBudget, PendingHandshakes
 from node.core.algedonic import SIGNAL_ROLE
 from node.core.breaker import CircuitBreaker, Transition
 from node.core.events import Event
@@ -29,7 +30,13 @@ from node.core.link import InboundLink
 from node.core.outbox import Outbox
 from node.core.variety import VarietyManager, Verdict
 from node.core.wire import Ack, AnyMessage, Bye, Events, Heartbeat, encode
-from node.errors import ConnectionClosedError, FrameTooLargeError, HandshakeError, ProtocolError
+from node.errors import (
+    ConnectionClosedError,
+    ForgedFrameError,
+    FrameTooLargeError,
+    HandshakeError,
+    ProtocolError,
+)
 from node.runtime.peer import (
     DUPLICATE_CONNECTION,
     DUPLICATE_NAME,
@@ -48,8 +55,9 @@ log = logging.getLogger("vsm.bridge")
 
 Handler = Callable[[str, Any], None]
 
-# Connections still in their handshake (not yet authenticated) at once.
-MAX_PENDING_HANDSHAKES = 64
+# Connections still in their handshake (not yet authenticated) at once; how
+# they share the slots is node.core.admission's business.
+MAX_PENDING_HANDSHAKES = DEFAULT_MAX_PENDING
 
 
 @attrs.define(eq=False)
@@ -142,6 +150,9 @@ class ClusterBridge:
         self._seq = 0
         self._stopping = False
         self._handshaking = 0
+        self._pending = PendingHandshakes(total=MAX_PENDING_HANDSHAKES)
+        self._pending_scopes: dict[object, trio.CancelScope] = {}
+        self._log_budget = LogBudget()
         self.replication = Replicator(
             config, hlc=hlc, variety=variety, deliver=deliver, peers=self.peers, count=self.count
         )
@@ -344,46 +355,80 @@ class ClusterBridge:
                 nursery.start_soon(self._accepted, stream)
 
     async def _accepted(self, stream: trio.abc.Stream) -> None:
-        if self._handshaking >= MAX_PENDING_HANDSHAKES:
-            # Unauthenticated connections cost us memory and a timer each:
-            # past the cap, hang up at once rather than queue them.
-            self.count("handshake_overload")
-            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                await stream.aclose()
-            return
+        # Unauthenticated connections cost us memory and a timer each: each
+        # takes a slot by node.core.admission's rules, displacing the oldest
+        # idle stranger when the share is full, so none can block a member.
+        host = source_host(stream)
+        key = object()
+        scope = trio.CancelScope()
+        for old in self._pending.admit(key, host, member=host in self._member_hosts()):
+            self.count("handshake_evicted")
+            evicted = self._pending_scopes.pop(old, None)
+            if evicted is not None:
+                evicted.cancel()
+        self._pending_scopes[key] = scope
         with contextlib.suppress(HandshakeError):  # counted and logged in _establish
-            await self._establish(stream, dialed=None)
+            await self._establish(stream, dialed=None, slot=(key, scope))
 
-    async def _establish(self, stream: trio.abc.Stream, *, dialed: str | None) -> bool:
+    def _member_hosts(self) -> set[str]:
+        """Hosts where a known member lives (their connections go ahead of strangers)."""
+        hosts = {_host_of(a) for n, a in self.members.items() if n != self.config.name}
+        hosts.update(_host_of(p.address) for p in self.peers.values() if p.address)
+        hosts.discard("")
+        return hosts
+
+    async def _establish(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        dialed: str | None,
+        slot: tuple[object, trio.CancelScope] | None = None,
+    ) -> bool:
         """Handshake on a fresh stream (dialed by us if ``dialed``), then run the session.
 
-        A failed handshake is counted by its kind, logged, and re-raised.
+        A failed handshake is counted by its kind, logged, and re-raised. An
+        inbound handshake holds ``slot`` (its key and the scope that evicts it).
         """
         cfg = self.config
         framed = FramedStream(stream, max_frame=cfg.max_frame, max_hops=cfg.max_hops)
         self._handshaking += 1
+        scope = trio.CancelScope() if slot is None else slot[1]
         try:
-            info = await handshake(
-                framed,
-                self.identity(),
-                initiator=dialed is not None,
-                time_limit_s=cfg.handshake_timeout_s,
-                admit=lambda i: self._admit(i, cfg.name if dialed is not None else i.name),
-            )
+            with scope:
+                info = await handshake(
+                    framed,
+                    self.identity(),
+                    initiator=dialed is not None,
+                    time_limit_s=cfg.handshake_timeout_s,
+                    admit=lambda i: self._admit(i, cfg.name if dialed is not None else i.name),
+                )
+            if scope.cancelled_caught:
+                await framed.aclose()
+                log.debug("evicted a pending handshake to make room")
+                return False
         except HandshakeError as exc:
             await framed.aclose()
             self.count(exc.kind)
             benign = exc.kind in (DUPLICATE_CONNECTION, SHUTTING_DOWN) or self._stopping
+            level = logging.DEBUG if benign else logging.WARNING
+            held = 0
+            if dialed is None and not benign:  # strangers may flood: rate-limit their lines
+                allowed, held = self._log_budget.allow(exc.kind, trio.current_time())
+                level = level if allowed else logging.DEBUG
             log.log(
-                logging.DEBUG if benign else logging.WARNING,
-                "handshake with %s failed (%s): %s",
+                level,
+                "handshake with %s failed (%s): %s%s",
                 dialed or "inbound peer",
                 exc.kind,
                 exc,
+                f" ({held} more like it not logged)" if held else "",
             )
             raise
         finally:
             self._handshaking -= 1
+            if slot is not None:
+                self._pending.release(slot[0])
+                self._pending_scopes.pop(slot[0], None)
         if dialed is None and info.role == SIGNAL_ROLE and self.signal_session is not None:
             # A one-shot connection carrying algedonic signals only (node.runtime.algedonic).
             self.count("signal_connections")
@@ -507,6 +552,12 @@ class ClusterBridge:
                 except FrameTooLargeError:
                     self.count("bad_frames")
                     raise
+                except ForgedFrameError as exc:
+                    # Not from the peer that did the handshake: nothing after it can be
+                    # trusted on this connection. Hang up; the peer reconnects.
+                    self.count("forged_frames")
+                    log.warning("forged frame on the connection to %s: %s", peer.name, exc)
+                    raise ConnectionClosedError(f"forged frame: {exc}") from exc
                 except ProtocolError as exc:
                     framed.bad_frames += 1
                     self.count("bad_frames")
@@ -590,3 +641,25 @@ class ClusterBridge:
             "counters": dict(sorted(counters.items())),
             "dedup": repl["dedup"],
         }
+
+
+def _host_of(address: str) -> str:
+    """The host part of ``host:port`` (``[v6]:port`` too)."""
+    host = address.rsplit(":", 1)[0] if ":" in address else address
+    return host.strip("[]")
+
+
+def source_host(stream: Any) -> str:
+    """Where an accepted stream comes from: its remote host, or "" if unknown."""
+    remote = getattr(stream, "remote_address", None)  # the simulated network
+    if isinstance(remote, str):
+        return _host_of(remote)
+    inner = getattr(stream, "transport_stream", stream)  # trio.SSLStream wraps the socket
+    sock = getattr(inner, "socket", None)
+    try:
+        peer = sock.getpeername() if sock is not None else None
+    except OSError:
+        return ""
+    host = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
+    # a dual-stack listener reports IPv4 peers as IPv4-mapped IPv6 addresses
+    return host.removeprefix("::ffff:")

@@ -17,8 +17,18 @@ from collections.abc import Callable
 import attrs
 import trio
 
-from node.core.auth import auth_mac, verify_mac
+from node.core.auth import (
+    TAG_SIZE,
+    FrameOpener,
+    FrameSealer,
+    SessionKeys,
+    auth_mac,
+    session_keys,
+    verify_mac,
+)
 from node.core.wire import (
+    HEADER,
+    HEADER_SIZE,
     NONCE_SIZE,
     PROTOCOL_VERSION,
     AnyMessage,
@@ -28,11 +38,13 @@ from node.core.wire import (
     Hello,
     Message,
     Welcome,
+    decode_payload,
     encode,
 )
 from node.errors import (
     AuthenticationError,
     ConnectionClosedError,
+    ForgedFrameError,
     HandshakeError,
     ProtocolError,
 )
@@ -40,6 +52,10 @@ from node.errors import (
 log = logging.getLogger("vsm.peer")
 
 RECEIVE_CHUNK = 64 * 1024
+# Largest frame accepted before the handshake is done. HELLO, AUTH, WELCOME
+# and BYE take a few hundred bytes; the full max_frame (1 MiB) and its msgpack
+# limits let a stranger make us build a million objects per frame.
+PREAUTH_MAX_FRAME = 4096
 
 # Causes of a failed handshake (HandshakeError.kind, counter names). A side
 # that refuses sends BYE with "<kind>: <text>", so both sides count the same.
@@ -79,24 +95,47 @@ MAX_BAD_FRAMES = 100
 
 class FramedStream:
     """Messages over a byte stream. Stream errors become ConnectionClosedError here,
-    the one boundary where they are translated."""
+    the one boundary where they are translated.
+
+    Until ``established`` it accepts frames of at most PREAUTH_MAX_FRAME bytes;
+    after, ``max_frame``, and (given session keys, i.e. without TLS) every
+    frame both ways carries a tag that ``receive`` checks (ForgedFrameError).
+    """
 
     def __init__(self, stream: trio.abc.Stream, *, max_frame: int, max_hops: int) -> None:
         self.stream = stream
         self.max_frame = max_frame
-        self.decoder = Decoder(max_frame, max_hops=max_hops)
+        self.decoder = Decoder(min(max_frame, PREAUTH_MAX_FRAME), max_hops=max_hops)
         self.bad_frames = 0
         self.bytes_in = 0
         self.bytes_out = 0
         self._send_lock = trio.Lock()
+        self._sealer: FrameSealer | None = None
+        self._opener: FrameOpener | None = None
+
+    @property
+    def authenticated_frames(self) -> bool:
+        """True once every frame both ways carries a tag."""
+        return self._sealer is not None
+
+    def established(self, keys: SessionKeys | None, *, initiator: bool) -> None:
+        """The handshake is done: lift the pre-auth frame limit, tag frames if keyed."""
+        if keys is not None:
+            self._sealer = keys.sealer(initiator=initiator)
+            self._opener = keys.opener(initiator=initiator)
+        self.decoder.max_frame = self.max_frame + (TAG_SIZE if keys is not None else 0)
 
     async def send(self, message: Message) -> None:
         await self.send_bytes(encode(message, max_frame=self.max_frame))
 
     async def send_bytes(self, data: bytes) -> None:
+        """Send one or more whole frames (each with its length prefix)."""
         # The lock serialises the writer task and one-off senders (BYE at
-        # shutdown): trio refuses two concurrent send_all on one stream.
+        # shutdown): trio refuses two concurrent send_all on one stream. Frames
+        # are tagged under it, so tags are numbered in the order they go out.
         async with self._send_lock:
+            if self._sealer is not None:
+                data = _seal_frames(self._sealer, data)
             try:
                 await self.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -106,9 +145,9 @@ class FramedStream:
     async def receive(self) -> AnyMessage:
         """The next message. ConnectionClosedError on EOF or a broken stream;
         ProtocolError for bad input (the connection is still framed unless the
-        error was a FrameTooLargeError, which leaves it unusable)."""
+        error was a FrameTooLargeError or ForgedFrameError, which leave it unusable)."""
         while True:
-            msg = self.decoder.next_message()
+            msg = self._next()
             if msg is not None:
                 return msg
             try:
@@ -120,9 +159,42 @@ class FramedStream:
             self.bytes_in += len(data)
             self.decoder.feed(bytes(data))
 
+    def _next(self) -> AnyMessage | None:
+        if self._opener is None:
+            return self.decoder.next_message()
+        sealed = self.decoder.next_payload()
+        if sealed is None:
+            return None
+        payload = self._opener.open(sealed)
+        if payload is None:
+            raise ForgedFrameError(
+                f"frame {self._opener.counter} of {len(sealed)} bytes failed its tag "
+                "(forged, replayed or reordered)"
+            )
+        return decode_payload(payload, max_hops=self.decoder.max_hops)
+
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await self.stream.aclose()
+
+
+def _seal_frames(sealer: FrameSealer, data: bytes) -> bytes:
+    """Append a tag to each frame in ``data``, its length prefix growing to match."""
+    (length,) = HEADER.unpack_from(data)
+    if HEADER_SIZE + length == len(data):  # the usual case: one frame
+        sealed = sealer.seal(data[HEADER_SIZE:])
+        return HEADER.pack(len(sealed)) + sealed
+    out = []
+    pos = 0
+    view = memoryview(data)
+    while pos < len(data):
+        (length,) = HEADER.unpack_from(data, pos)
+        start = pos + HEADER_SIZE
+        sealed = sealer.seal(bytes(view[start : start + length]))
+        out.append(HEADER.pack(len(sealed)))
+        out.append(sealed)
+        pos = start + length
+    return b"".join(out)
 
 
 @attrs.frozen
@@ -255,6 +327,17 @@ async def _handshake(
         raise HandshakeError(
             f"expected WELCOME from {hello.node!r}, got {welcome!r:.80}", kind=BAD_MESSAGE
         )
+    keys = None
+    if not isinstance(framed.stream, trio.SSLStream):  # with TLS, TLS protects the frames
+        keys = session_keys(
+            me.cookie,
+            cluster=me.cluster,
+            initiator=init_name,
+            responder=resp_name,
+            initiator_nonce=init_nonce,
+            responder_nonce=resp_nonce,
+        )
+    framed.established(keys, initiator=initiator)
     return info
 
 
@@ -275,8 +358,10 @@ async def _refuse(framed: FramedStream, me: Identity, kind: str, text: str) -> N
 
     Closing at once with the peer's bytes unread makes TCP send a RST, which
     destroys the BYE in flight; reading until EOF (briefly) lets it arrive.
+    Shielded from the handshake's deadline, so a refusal is counted as what
+    it is, not as a timeout, when the peer lingers too.
     """
-    with trio.move_on_after(1):
+    with trio.CancelScope(shield=True), trio.move_on_after(1):
         try:
             await framed.send(Bye(me.name, f"{kind}: {text}"))
             while True:

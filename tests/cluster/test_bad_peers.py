@@ -97,6 +97,8 @@ async def test_observer_is_not_a_voting_member(autojump_clock: trio.abc.Clock) -
 
 
 async def test_silent_and_excess_connections_do_not_hurt(autojump_clock: trio.abc.Clock) -> None:
+    """64+ idle strangers from one host displace each other, never a joining member."""
+    from node.core.admission import DEFAULT_PER_HOST
     from node.runtime.bridge import MAX_PENDING_HANDSHAKES
 
     net = SimNetwork()
@@ -104,12 +106,97 @@ async def test_silent_and_excess_connections_do_not_hurt(autojump_clock: trio.ab
         async with cluster(net, ["a"]) as nodes:
             a = nodes["a"]
             flood = net.transport("flood")
-            streams = [await flood.connect("a:7401") for _ in range(MAX_PENDING_HANDSHAKES + 5)]
-            await wait_for(lambda: a.bridge.counters.get("handshake_overload", 0) == 5)
-            # the silent ones time out after handshake_timeout_s, then the port serves again
-            await wait_for(lambda: a.bridge.counters.get("handshake_timeout", 0) >= 60, limit=30)
+            extra = MAX_PENDING_HANDSHAKES + 5
+            streams = [await flood.connect("a:7401") for _ in range(extra)]
+            evicted = extra - DEFAULT_PER_HOST
+            await wait_for(lambda: a.bridge.counters.get("handshake_evicted", 0) == evicted)
+            assert len(a.bridge._pending) == DEFAULT_PER_HOST
+            # a member joins at once, without waiting for the idle ones to time out
+            started = trio.current_time()
+            framed = await rogue(net, "r", "a:7401")
+            await wait_for(lambda: "r" in a.bridge.peers and a.bridge.peers["r"].connected)
+            assert trio.current_time() - started < 1
+            assert a.bridge.counters.get("handshake_timeout", 0) == 0
+            for s in streams:
+                await s.aclose()
+            await framed.aclose()
+
+
+async def test_a_member_joins_from_the_flooding_host_itself(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Same source address as the flood (as on 127.0.0.1): the newest wins its slot."""
+    net = SimNetwork()
+    with trio.fail_after(120):
+        async with cluster(net, ["a"]) as nodes:
+            a = nodes["a"]
+            flood = net.transport("r")
+            streams = [await flood.connect("a:7401") for _ in range(70)]
             framed = await rogue(net, "r", "a:7401")
             await wait_for(lambda: "r" in a.bridge.peers and a.bridge.peers["r"].connected)
             for s in streams:
                 await s.aclose()
+            await framed.aclose()
+
+
+async def test_a_large_frame_before_authentication_is_refused_at_its_prefix(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    from node.runtime.peer import PREAUTH_MAX_FRAME
+
+    net = SimNetwork()
+    with trio.fail_after(60):
+        async with cluster(net, ["a"]) as nodes:
+            a = nodes["a"]
+            stream = await net.transport("x").connect("a:7401")
+            # only the prefix of a 1 MiB frame: refused without waiting for the body
+            await stream.send_all(struct.pack(">I", 1 << 20))
+            await wait_for(lambda: a.bridge.counters.get("bad_handshake_message", 0) == 1)
+            assert PREAUTH_MAX_FRAME < 1 << 20
+            # the connection is closed on us
+            with trio.fail_after(5):
+                while await stream.receive_some(65536):
+                    pass
+            await stream.aclose()
+
+
+async def test_frames_injected_after_a_real_handshake_are_refused(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Someone on the path (without the session key) injects EVENTS or BYE: refused,
+    counted, and that connection is closed; the real peer is served again."""
+    from node.core.wire import Bye, encode
+
+    net = SimNetwork()
+    with trio.fail_after(120):
+        async with cluster(net, ["a"]) as nodes:
+            a = nodes["a"]
+            got: list[Event] = []
+            a.subscribe("*", got.append)
+            now = Timestamp(wall_clock_ms(), 0, "r")
+            ev = Event("control_override", Channel.S3_CONTROL, {"x": 1}, "r", now)
+            for n, forged in enumerate([encode(Events((ev,))), encode(Bye("r", "forged"))]):
+                framed = await rogue(net, "r", "a:7401")
+                assert framed.authenticated_frames
+                await wait_for(lambda: "r" in a.bridge.peers and a.bridge.peers["r"].connected)
+                # raw bytes on the stream, as an injector would write them: no valid tag
+                await framed.stream.send_all(forged)
+                await wait_for(lambda n=n: a.bridge.counters.get("forged_frames", 0) == n + 1)
+                await wait_for(lambda: not a.bridge.peers["r"].connected)
+                assert not a.bridge.peers["r"].departed  # the forged BYE was not believed
+                await framed.aclose()
+            assert got == []
+
+            # a replayed frame (sealed for position 0, sent again) fails too
+            framed = await rogue(net, "r", "a:7401")
+            await wait_for(lambda: a.bridge.peers["r"].connected)
+            assert framed._sealer is not None
+            sealed_payload = framed._sealer.seal(encode(Events((ev,)))[4:])
+            frame = struct.pack(">I", len(sealed_payload)) + sealed_payload
+            await framed.stream.send_all(frame)
+            await wait_for(lambda: len(got) == 1)
+            await framed.stream.send_all(frame)
+            await wait_for(lambda: a.bridge.counters.get("forged_frames", 0) == 3)
+            await wait_for(lambda: not a.bridge.peers["r"].connected)
+            assert len(got) == 1
             await framed.aclose()

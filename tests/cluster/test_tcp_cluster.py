@@ -41,13 +41,19 @@ def meshed(nodes: list[Node]) -> bool:
 async def test_three_nodes_form_replicate_and_refuse_a_wrong_cookie() -> None:
     async with AsyncExitStack() as stack:
         a = await stack.enter_async_context(
-            open_node(NodeConfig(name="a", listen="127.0.0.1:0", cookie="right-cookie", **FAST))
+            open_node(
+                NodeConfig(name="a", listen="127.0.0.1:0", cookie="right-cookie-0123", **FAST)
+            )
         )
         assert a.address.startswith("127.0.0.1:") and not a.address.endswith(":0")
         nodes = [a]
         for name in ("b", "c"):
             cfg = NodeConfig(
-                name=name, listen="127.0.0.1:0", seeds=[a.address], cookie="right-cookie", **FAST
+                name=name,
+                listen="127.0.0.1:0",
+                seeds=[a.address],
+                cookie="right-cookie-0123",
+                **FAST,
             )
             nodes.append(await stack.enter_async_context(open_node(cfg)))
         await until(lambda: meshed(nodes))
@@ -64,7 +70,7 @@ async def test_three_nodes_form_replicate_and_refuse_a_wrong_cookie() -> None:
             assert len(events) == len(want)
 
         intruder_cfg = NodeConfig(
-            name="x", listen="127.0.0.1:0", seeds=[a.address], cookie="wrong-cookie", **FAST
+            name="x", listen="127.0.0.1:0", seeds=[a.address], cookie="wrong-cookie-0123", **FAST
         )
         intruder = await stack.enter_async_context(open_node(intruder_cfg))
         await until(lambda: a.bridge.counters.get("auth_failed", 0) >= 1)
@@ -79,10 +85,12 @@ async def test_three_nodes_form_replicate_and_refuse_a_wrong_cookie() -> None:
 
 
 async def test_bye_is_a_departure_not_a_failure() -> None:
-    async with open_node(NodeConfig(name="a", listen="127.0.0.1:0", cookie="k" * 12, **FAST)) as a:
-        cfg = NodeConfig(name="b", listen="127.0.0.1:0", seeds=[a.address], cookie="k" * 12, **FAST)
+    async with open_node(NodeConfig(name="a", listen="127.0.0.1:0", cookie="k" * 16, **FAST)) as a:
+        cfg = NodeConfig(name="b", listen="127.0.0.1:0", seeds=[a.address], cookie="k" * 16, **FAST)
         async with open_node(cfg) as b:
             await until(lambda: meshed([a, b]))
+            framed = a.bridge.peers["b"].framed
+            assert framed is not None and framed.authenticated_frames  # no TLS: tagged frames
         await until(lambda: "b" in a.bridge.departed)
         link = a.bridge.peers["b"]
         assert not link.connected and link.departed
@@ -121,6 +129,8 @@ async def test_mutual_tls_cluster_replicates(tmp_path: Any) -> None:
         )
         async with open_node(cfg_b) as b:
             await until(lambda: meshed([a, b]))
+            framed = a.bridge.peers["b"].framed
+            assert framed is not None and not framed.authenticated_frames  # TLS protects them
             got: list[Event] = []
             b.subscribe("*", got.append)
             ev = a.publish("policy_update", {"policy": "p1"})
@@ -141,11 +151,17 @@ async def test_a_flood_through_send_loses_nothing_over_tcp() -> None:
         a = await stack.enter_async_context(
             open_node(
                 NodeConfig(
-                    name="a", listen="127.0.0.1:0", cookie="right-cookie", quotas=quotas, **water
+                    name="a",
+                    listen="127.0.0.1:0",
+                    cookie="right-cookie-0123",
+                    quotas=quotas,
+                    **water,
                 )
             )
         )
-        cfg = NodeConfig(name="b", listen="127.0.0.1:0", seeds=[a.address], cookie="right-cookie")
+        cfg = NodeConfig(
+            name="b", listen="127.0.0.1:0", seeds=[a.address], cookie="right-cookie-0123"
+        )
         b = await stack.enter_async_context(open_node(cfg))
         await until(lambda: meshed([a, b]))
         got: list[int] = []

@@ -96,3 +96,13 @@ def test_daemon_runs_and_stops_on_sigterm(tmp_path: object) -> None:
     assert proc.returncode == 0, err
     assert f"listening on 127.0.0.1:{port}" in err
     assert "SIGTERM received" in err and "stopped" in err
+
+
+def test_insecure_cookie_flag_lets_a_short_cookie_through() -> None:
+    from console.cli import build_parser, overrides
+    from node.config import load_config
+
+    args = build_parser().parse_args(["--daemon", "--cookie", "short", "--insecure-cookie"])
+    assert load_config(env={}, overrides=overrides(args)).cookie == "short"
+    args = build_parser().parse_args(["--daemon", "--cookie", "short"])
+    assert "insecure_cookie" not in overrides(args)

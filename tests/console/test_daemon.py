@@ -85,7 +85,7 @@ def test_node_that_cannot_listen_is_one_line_and_exit_2(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = NodeConfig(name="a", listen=f"127.0.0.1:{port}", cookie="c" * 12)
+        config = NodeConfig(name="a", listen=f"127.0.0.1:{port}", cookie="c" * 16)
         with caplog.at_level(logging.DEBUG):
             assert daemon.main(config, control=False) == daemon.EXIT_LISTEN
     shown = [r for r in caplog.records if r.levelno >= logging.INFO]

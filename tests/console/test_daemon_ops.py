@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from console import ctl
 
-COOKIE = "ops-test-cookie"
+COOKIE = "ops-test-cookie-1"
 FAST = """
 heartbeat_interval_s = 0.1
 check_interval_s = 0.1

@@ -335,7 +335,7 @@ def test_latency_window_percentiles_by_nearest_rank() -> None:
 
 # --- datagrams -------------------------------------------------------------------
 
-COOKIE = "cookie-123456"
+COOKIE = "cookie-1234567890"
 
 
 def sealed(message: Any = None, *, sender: str = "a", nonce: bytes = b"n" * 16, **kw: Any) -> bytes:

@@ -64,7 +64,7 @@ async def test_open_node_on_a_taken_port_fails_once(caplog: pytest.LogCaptureFix
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = NodeConfig(name="a", listen=f"127.0.0.1:{port}", cookie="c" * 12)
+        config = NodeConfig(name="a", listen=f"127.0.0.1:{port}", cookie="c" * 16)
         with trio.fail_after(10), pytest.raises(EscalationError) as info:
             async with open_node(config):
                 pass  # pragma: no cover - never reached

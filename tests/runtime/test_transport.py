@@ -231,7 +231,7 @@ def pki(tmp_path: Path) -> Pki:
 
 
 def _tls_transport(tls: TlsConfig) -> TcpTransport:
-    return make_transport(NodeConfig(name="t", cookie="s3cret-cookie", tls=tls))
+    return make_transport(NodeConfig(name="t", cookie="s3cret-cookie-123", tls=tls))
 
 
 async def test_tls_server_auth_echo(pki: Pki) -> None:
@@ -367,7 +367,9 @@ async def test_make_ssl_contexts_key_of_other_cert(pki: Pki) -> None:
 
 
 async def test_make_transport_without_tls() -> None:
-    transport = make_transport(NodeConfig(name="t", cookie="s3cret", connect_timeout_s=1.5))
+    transport = make_transport(
+        NodeConfig(name="t", cookie="s3cret-cookie-123", connect_timeout_s=1.5)
+    )
     assert transport.server_ssl is None
     assert transport.client_ssl is None
     assert transport.connect_timeout_s == 1.5
