@@ -120,8 +120,9 @@ class CtlError(Exception):
 class Host:
     """One namespace, one address, at most one daemon."""
 
-    def __init__(self, net: Net, name: str, index: int) -> None:
+    def __init__(self, net: Net, name: str, index: int, *, recorder: bool = False) -> None:
         self.net = net
+        self.recorder = recorder
         self.name = name
         self.ns = f"{net.tag}-{name}"
         self.ip = f"{SUBNET}.{index}"
@@ -152,6 +153,13 @@ class Host:
             *(["--seeds", ",".join(seeds)] if seeds else []),
             *self.extra,
         ]
+        if self.recorder:
+            argv = [
+                *("ip", "netns", "exec", self.ns, sys.executable),
+                *(str(Path(__file__).with_name("recorder.py")), "--name", self.name),
+                *("--advertise", self.address, "--seeds", seeds[0]),
+                *("--cookie-file", str(self.net.cookie_file), "--out", str(self.record_path)),
+            ]
         self.starts += 1
         log = (self.dir / f"daemon-{self.starts}.log").open("wb")
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
@@ -218,8 +226,16 @@ class Host:
         """`vsm-console ctl --control PATH --json ...` as an operator would run it."""
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         return subprocess.run(
-            [sys.executable, "-m", "console.cli", "ctl", "--control", self.control, "--json"]
-            + list(argv),
+            [
+                sys.executable,
+                "-m",
+                "console.cli",
+                "ctl",
+                "--control",
+                self.control,
+                "--json",
+                *argv,
+            ],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -235,7 +251,20 @@ class Host:
     def role(self) -> str:
         return str(self.ctl("partitions")["role"])
 
+    @property
+    def record_path(self) -> Path:
+        return self.dir / "delivered.json"
+
+    def delivered(self) -> dict[str, Any]:
+        """Stop a recorder and read what it was delivered (see recorder.py)."""
+        assert self.recorder and self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=20)
+        return dict(json.loads(self.record_path.read_text()))
+
     def ready(self) -> bool:
+        if self.recorder:
+            return Path(str(self.record_path) + ".ready").exists()
         try:
             self.ctl("ping", timeout=2)
         except (CtlError, OSError, ValueError):
@@ -246,7 +275,9 @@ class Host:
 class Net:
     """N hosts on one bridge; a context manager that always cleans up."""
 
-    def __init__(self, names: list[str], *, proxied: bool = False) -> None:
+    def __init__(
+        self, names: list[str], *, proxied: bool = False, recorders: tuple[str, ...] = ()
+    ) -> None:
         assert 1 <= len(names) <= 200
         self.tag = f"{PREFIX}{os.getpid()}x{next(_counter)}"
         self.dir = Path(tempfile.mkdtemp(prefix="vsm-netns-"))
@@ -257,7 +288,8 @@ class Net:
         self.config.write_text(FAST_CONFIG)
         self.proxied = proxied
         self.bridge = f"{self.tag}-br"
-        self.hosts = {n: Host(self, n, i + 1) for i, n in enumerate(names)}
+        every = [*names, *recorders]
+        self.hosts = {n: Host(self, n, i + 1, recorder=n in recorders) for i, n in enumerate(every)}
         self.routes: set[tuple[str, str]] = set()
         self.proxy_args: list[str] = []
 
@@ -307,7 +339,14 @@ class Net:
 
     def start_proxy(self, h: Host) -> None:
         argv = [
-            *("ip", "netns", "exec", h.ns, sys.executable, str(Path(__file__).with_name("netproxy.py"))),
+            *(
+                "ip",
+                "netns",
+                "exec",
+                h.ns,
+                sys.executable,
+                str(Path(__file__).with_name("netproxy.py")),
+            ),
             *("--listen", f"{h.ip}:{PROXY_PORT}", "--to", f"127.0.0.1:{PORT}"),
             *("--stats", str(h.dir / "proxy.json")),
             *self.proxy_args,
@@ -318,14 +357,15 @@ class Net:
 
     def wait_mesh(self, limit: float = 30.0, names: list[str] | None = None) -> float:
         """Wait until every node (of ``names``) is primary with every peer connected."""
-        hosts = [self.hosts[n] for n in names or self.hosts]
+        every = [self.hosts[n] for n in names or self.hosts]
+        hosts = [h for h in every if not h.recorder]
 
         def meshed() -> bool:
             for h in hosts:
                 st = h.ctl("status")
                 if st["partition"] != "healthy":
                     return False
-                want = {x.name for x in hosts} - {h.name}
+                want = {x.name for x in every} - {h.name}
                 if not all(st["peers"].get(p, {}).get("connected") for p in want):
                     return False
             return all(h.role() == "primary" for h in hosts)
@@ -404,4 +444,6 @@ def until(predicate: Callable[[], Any], limit: float, what: str, step: float = 0
         if time.monotonic() - start > limit:
             break
         time.sleep(step)
-    raise AssertionError(f"not within {limit:.0f} s: {what}" + (f" (last error: {last})" if last else ""))
+    raise AssertionError(
+        f"not within {limit:.0f} s: {what}" + (f" (last error: {last})" if last else "")
+    )

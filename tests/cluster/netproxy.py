@@ -21,7 +21,6 @@ import argparse
 import json
 import random
 import sys
-from pathlib import Path
 
 import trio
 
@@ -37,9 +36,7 @@ class Cut(Exception):
     pass
 
 
-async def pump(
-    src: trio.SocketStream, dst: trio.SocketStream, opts: argparse.Namespace
-) -> None:
+async def pump(src: trio.SocketStream, dst: trio.SocketStream, opts: argparse.Namespace) -> None:
     send, recv = trio.open_memory_channel[tuple[float, bytes]](1000)
     rng = random.Random()
 
@@ -105,7 +102,7 @@ async def main(opts: argparse.Namespace) -> None:
     async def write_stats() -> None:
         while True:
             if opts.stats:
-                Path(opts.stats).write_text(json.dumps(stats))
+                await trio.Path(opts.stats).write_text(json.dumps(stats))
             await trio.sleep(1)
 
     async with trio.open_nursery() as n:
