@@ -20,6 +20,7 @@ bounded in count and time.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -50,6 +51,11 @@ reconnect_base_s = 0.1
 reconnect_max_s = 1.0
 connect_timeout_s = 2.0
 """
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _run(*argv: str, check: bool = True, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
@@ -110,6 +116,13 @@ def sweep(all_runs: bool = False) -> list[str]:
         _kill_in(ns)
         _run("ip", "netns", "del", ns, check=False)
         removed.append(ns)
+    if os.environ.get("VSM_NETNS_KEEP_LOGS"):
+        return removed
+    for d in list(Path(tempfile.gettempdir()).glob("vsm-netns-*"))[:1000]:
+        owner = d.name.split("-")[2]
+        if owner.isdigit() and (all_runs or not _pid_alive(int(owner))):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(str(d))
     return removed
 
 
@@ -165,7 +178,13 @@ class Host:
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
         env.pop("VSM_COOKIE", None)
         self.proc = subprocess.Popen(
-            argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=ROOT, env=env
+            argv,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=env,
+            preexec_fn=_die_with_parent,  # dies with the harness, even on SIGKILL
         )
         log.close()
 
@@ -280,7 +299,7 @@ class Net:
     ) -> None:
         assert 1 <= len(names) <= 200
         self.tag = f"{PREFIX}{os.getpid()}x{next(_counter)}"
-        self.dir = Path(tempfile.mkdtemp(prefix="vsm-netns-"))
+        self.dir = Path(tempfile.mkdtemp(prefix=f"vsm-netns-{os.getpid()}-"))
         self.cookie_file = self.dir / "cookie"
         self.cookie_file.write_text(COOKIE)
         self.cookie_file.chmod(0o600)
@@ -352,7 +371,9 @@ class Net:
             *self.proxy_args,
         ]
         log = (h.dir / "proxy.log").open("wb")
-        h.proxy = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        h.proxy = subprocess.Popen(
+            argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
         log.close()
 
     def wait_mesh(self, limit: float = 30.0, names: list[str] | None = None) -> float:
