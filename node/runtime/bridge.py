@@ -14,6 +14,7 @@ import contextlib
 import functools
 import logging
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -55,6 +56,10 @@ log = logging.getLogger("vsm.bridge")
 
 Handler = Callable[[str, Any], None]
 
+# Heartbeats whose clock offsets are kept per peer: the largest is the estimate
+# (node.runtime.replication.Replicator.on_heartbeat_clock says why).
+CLOCK_SAMPLES = 5
+
 # Connections still in their handshake (not yet authenticated) at once; how
 # they share the slots is node.core.admission's business.
 MAX_PENDING_HANDSHAKES = DEFAULT_MAX_PENDING
@@ -85,6 +90,7 @@ class PeerLink:
     connects: int = 0
     disconnects: int = 0
     clock_offset_ms: int | None = None  # its wall clock minus ours, from heartbeats
+    clock_samples: deque[int] = attrs.Factory(lambda: deque(maxlen=CLOCK_SAMPLES))
     clock_skewed: bool = False  # |offset| beyond max_offset_ms (logged once per episode)
     refusing_clock: bool = False  # we are refusing its events (clock too far ahead)
     refused_by_peer: bool = False  # it is refusing ours

@@ -410,7 +410,12 @@ class Replicator:
         both sides (once per episode) before any event of its is refused."""
         if not msg.wall_ms:
             return
-        offset = msg.wall_ms - self.hlc.wall()
+        # A heartbeat's transit (and a TCP retransmission's) only makes the
+        # sender's clock look further behind than it is, never ahead: the
+        # largest of the last few offsets is the estimate, so a late heartbeat
+        # after a healed cut is not taken for a clock running behind.
+        peer.clock_samples.append(msg.wall_ms - self.hlc.wall())
+        offset = max(peer.clock_samples)
         peer.clock_offset_ms = offset
         bound = self.config.max_offset_ms
         skewed = abs(offset) > bound

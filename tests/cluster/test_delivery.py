@@ -196,3 +196,24 @@ async def test_round_trip_is_measured_from_acks(autojump_clock: trio.abc.Clock) 
             rtt = nodes["a"].topology()["peer_states"]["b"]["round_trip_ms"]
             assert rtt == pytest.approx(20.0, abs=0.5)
             assert nodes["a"].peer_report()["peers"]["b"]["round_trip_ms"] == rtt
+
+
+async def test_a_late_heartbeat_is_not_taken_for_a_clock_behind(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    net = SimNetwork()
+    with trio.fail_after(60):
+        async with cluster(net, ["a", "b"]) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            base = nodes["a"].hlc.wall()
+            for node in nodes.values():  # wall clocks that follow virtual time
+                node.hlc.wall = lambda: base + int(trio.current_time() * 1000)
+            await trio.sleep(3)  # a few heartbeats on time
+            net.delay("a", "b", 0.8)  # heartbeats held back 800 ms, as retransmissions
+            flagged = []
+            for _ in range(20):
+                await trio.sleep(0.1)
+                flagged.append(nodes["b"].topology()["peer_states"]["a"]["clock_skewed"])
+            net.delay("a", "b", 0.0)
+            assert not any(flagged)
+            assert abs(nodes["b"].topology()["peer_states"]["a"]["clock_offset_ms"]) < 100
