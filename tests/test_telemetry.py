@@ -248,6 +248,9 @@ async def test_node_emits_partition_detected_resolved_healed(autojump_clock: Any
         net.heal_all()
         await wait_for(lambda: any(n == PARTITION_HEALED for n, *_ in seen), limit=120)
     order = [n for n, *_ in seen]
-    assert order == [PARTITION_DETECTED, PARTITION_RESOLVED, PARTITION_HEALED]
+    # On heal the links come back one at a time, so a passing picture may be
+    # detected again before the cluster is whole: the healing comes last.
+    assert order[:2] == [PARTITION_DETECTED, PARTITION_RESOLVED]
+    assert order[-1] == PARTITION_HEALED
     resolved = seen[1][2]["decision"]
     assert resolved["survivors"] == ["a", "b"] and resolved["downed"] == ["c"]
