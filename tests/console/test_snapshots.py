@@ -25,13 +25,23 @@ How the picture is made deterministic (inputs pinned, nothing masked):
   plot's history and the rate column are the same every time.
 * trio's scheduler shuffles batches of runnable tasks with a module-level
   ``random.Random``; it is seeded, so tasks run in the same order every time.
-  The simulated network is seeded by the demo (``DemoOptions.seed``).
+  The simulated network is seeded by the demo (``DemoOptions.seed``). Timers
+  due at the same instant are ordered by creation rather than by memory address.
+* The one ordering left open, which of several nodes' simultaneous events the
+  viewed node hears first, is made canonical in the event log before each
+  refresh (lines of one instant sorted by source and text; none dropped).
+
+Still random, and not on screen: nonces, signal ids and decision ids
+(``secrets``). A panel that starts showing one of them will make these
+snapshots differ from run to run; pin it then, do not mask it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import html
+import itertools
 import math
 import os
 import re
@@ -57,7 +67,8 @@ UPDATE_ENV = "VSM_UPDATE_SNAPSHOTS"
 SIZE = (150, 48)
 EPOCH = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC: the wall clock at virtual time 0
 NEVER_HZ = 1e-6  # Textual's own refresh interval: once in 11 days of real time
-WALL_LIMIT_S = 20.0
+WALL_LIMIT_S = 20.0  # per step of virtual time
+TEST_LIMIT_S = 90.0  # the whole test, in wall time (about 4 s on a quiet machine)
 TRIO_SEED = 12
 # The SVG is Textual's rendering: another version of these may draw the same
 # screen differently, so the versions the snapshots were made with are kept
@@ -82,6 +93,15 @@ def frozen_wall(monkeypatch: pytest.MonkeyPatch) -> Iterator[trio.testing.MockCl
     time.tzset()
     state = trio._core._run._r.getstate()
     trio._core._run._r.seed(TRIO_SEED)
+    # Timers due at the same instant expire in id(cancel_scope) order, a memory
+    # address (trio says so beside its scheduler); break the tie by creation order.
+    order = itertools.count()
+
+    def add(self: Any, deadline: float, cancel_scope: Any) -> None:
+        heapq.heappush(self._heap, (deadline, next(order), cancel_scope))
+        self._active += 1
+
+    monkeypatch.setattr(trio._core._run.Deadlines, "add", add)
     try:
         yield clock
     finally:
@@ -118,8 +138,23 @@ async def watch(pilot: Pilot[Any], clock: trio.testing.MockClock, seconds: int) 
     assert isinstance(app, ConsoleApp)
     for _ in range(seconds):
         await run_for(app, clock, 1.0)
+        canonical_order(app)
         app.refresh_panels()
     await settled(pilot)
+
+
+def canonical_order(app: ConsoleApp) -> None:
+    """Put simultaneous lines of the event log in one order (by source, then text).
+
+    Events from several nodes that arrive at one virtual instant are delivered in
+    an order trio leaves open (which task a wake-up reaches first); only lines of
+    the same instant are reordered, nothing is dropped or hidden.
+    """
+    session = app.session
+    for ring in (session.events, session.logs):
+        lines = sorted(ring, key=lambda line: (line.at, line.kind, line.source, line.text))
+        ring.clear()
+        ring.extend(lines)
 
 
 def screen_text(svg: str) -> list[str]:
@@ -206,4 +241,4 @@ def test_main_and_resolution_screens(frozen_wall: trio.testing.MockClock) -> Non
             await press(pilot, "escape")
         verdict([p for p in problems if p is not None])
 
-    asyncio.run(main())
+    asyncio.run(asyncio.wait_for(main(), TEST_LIMIT_S))
