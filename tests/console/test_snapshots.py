@@ -68,6 +68,8 @@ SIZE = (150, 48)
 EPOCH = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC: the wall clock at virtual time 0
 NEVER_HZ = 1e-6  # Textual's own refresh interval: once in 11 days of real time
 WALL_LIMIT_S = 20.0  # per step of virtual time
+STILL_TRIES = 20
+STILL_GAP_S = 0.1
 TEST_LIMIT_S = 90.0  # the whole test, in wall time (about 4 s on a quiet machine)
 TRIO_SEED = 12
 # The SVG is Textual's rendering: another version of these may draw the same
@@ -162,10 +164,29 @@ def screen_text(svg: str) -> list[str]:
     return [html.unescape(t).replace("\xa0", " ") for t in TEXT_RUN.findall(svg)]
 
 
-def check(app: ConsoleApp, name: str) -> str | None:
-    """Compare the screen with ``snapshots/<name>.svg``: None if equal, else what differs
-    (and ``<name>.new.svg`` written beside it)."""
+async def still_screen(pilot: Pilot[Any], name: str) -> str:
+    """The screen as SVG once it has stopped changing: two exports, a settle apart, equal.
+
+    Trio is frozen here, so only Textual's own deferred work (a scroll after a
+    refresh, a scrollbar drawn on the next frame) can still change it; on a busy
+    machine that lags behind the message queues going quiet.
+    """
+    app = pilot.app
+    await pilot.wait_for_scheduled_animations()
     svg = app.export_screenshot(title=name)
+    for _ in range(STILL_TRIES):
+        await asyncio.sleep(STILL_GAP_S)
+        await settled(pilot)
+        again = app.export_screenshot(title=name)
+        if again == svg:
+            return svg
+        svg = again
+    raise AssertionError(f"{name}: the screen kept changing with the clock frozen")
+
+
+def check(svg: str, name: str) -> str | None:
+    """Compare ``svg`` with ``snapshots/<name>.svg``: None if equal, else what differs
+    (and ``<name>.new.svg`` written beside it)."""
     stored = SNAPSHOTS / f"{name}.svg"
     new = SNAPSHOTS / f"{name}.new.svg"
     if os.environ.get(UPDATE_ENV):
@@ -191,6 +212,10 @@ def check(app: ConsoleApp, name: str) -> str | None:
     else:
         where = "same text, different styling or layout"
     return f"{stored.name} differs ({where}); the new screen is {new}"
+
+
+async def compare(pilot: Pilot[Any], name: str) -> str | None:
+    return check(await still_screen(pilot, name), name)
 
 
 def verdict(problems: list[str]) -> None:
@@ -226,18 +251,18 @@ def test_main_and_resolution_screens(frozen_wall: trio.testing.MockClock) -> Non
             await watch(pilot, clock, 20)
             assert app.snap["partition"]["status"] == "healthy"
             assert len(app.snap["partition"]["members"]) == 5
-            problems = [check(app, "main-healthy")]
+            problems = [await compare(pilot, "main-healthy")]
 
             # (2) a 3|2 split under the manual strategy: the banner
             demo.split(["n4", "n5"])
             await watch(pilot, clock, 10)
             assert status(app) == "awaiting_operator"
-            problems.append(check(app, "main-awaiting-operator"))
+            problems.append(await compare(pilot, "main-awaiting-operator"))
 
             # (3) the resolution screen, each side with its members and health
             await press(pilot, "r")
             assert isinstance(app.screen, ResolveScreen)
-            problems.append(check(app, "resolve"))
+            problems.append(await compare(pilot, "resolve"))
             await press(pilot, "escape")
         verdict([p for p in problems if p is not None])
 
