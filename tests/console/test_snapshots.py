@@ -30,6 +30,8 @@ How the picture is made deterministic (inputs pinned, nothing masked):
 * The one ordering left open, which of several nodes' simultaneous events the
   viewed node hears first, is made canonical in the event log before each
   refresh (lines of one instant sorted by source and text; none dropped).
+* The export waits until two exports a settle apart are equal: Textual draws
+  some things (the event log's scroll) a frame later, late on a busy machine.
 
 Still random, and not on screen: nonces, signal ids and decision ids
 (``secrets``). A panel that starts showing one of them will make these
