@@ -21,7 +21,7 @@ import attrs
 
 from node.core.events import Channel, check_event_type
 from node.core.hlc import MAX_NODE_NAME
-from node.core.variety import check_capacity, check_quota
+from node.core.limits import check_capacity, check_quota
 from node.errors import ConfigError, InvalidMessageError
 
 #: Hosts meaning "every interface" (the same set ``node.sim`` accepts). ``*``

@@ -23,6 +23,16 @@ from typing import Any
 
 from node.core.events import MAX_DATA_DEPTH, Channel, Event
 from node.core.hlc import Timestamp
+from node.core.limits import (
+    ChannelMap,
+    by_channel,
+    check_capacity,
+    check_count,
+    check_fraction,
+    check_number,
+    check_positive,
+    check_quota,
+)
 from node.errors import ConfigError
 
 #: Events per second, per node, outbound. ``None`` is unlimited.
@@ -69,7 +79,6 @@ _LEAF_TYPES = frozenset({str, int, float, bool, bytes, type(None), list, tuple})
 
 Signature = tuple[str, str, frozenset[Any]]
 #: Per-channel settings keyed by channel name or Channel (mixing is fine).
-ChannelMap = Mapping[Channel, Any] | Mapping[str, Any] | Mapping[Channel | str, Any]
 
 
 class Verdict(enum.Enum):
@@ -164,24 +173,24 @@ class VarietyManager:
         stamp: Callable[[], Timestamp] | None = None,
     ) -> None:
         bases = dict(DEFAULT_QUOTAS)
-        for channel, quota in _by_channel(quotas, "quotas").items():
+        for channel, quota in by_channel(quotas, "quotas").items():
             bases[channel] = check_quota(channel, quota)
-        caps = {c: check_capacity(c, v) for c, v in _by_channel(capacities, "capacities").items()}
+        caps = {c: check_capacity(c, v) for c, v in by_channel(capacities, "capacities").items()}
 
-        self.window_s = _positive("window_s", window_s)
-        self._max_signatures = _count("max_signatures", max_signatures)
-        self._max_recorded = _count("max_recorded", max_recorded)
-        self._inv_tau = 1.0 / _positive("pressure_tau_s", pressure_tau_s)
-        self._aimd_high = _fraction("aimd_high", aimd_high)
-        self._aimd_low = _fraction("aimd_low", aimd_low)
+        self.window_s = check_positive("window_s", window_s)
+        self._max_signatures = check_count("max_signatures", max_signatures)
+        self._max_recorded = check_count("max_recorded", max_recorded)
+        self._inv_tau = 1.0 / check_positive("pressure_tau_s", pressure_tau_s)
+        self._aimd_high = check_fraction("aimd_high", aimd_high)
+        self._aimd_low = check_fraction("aimd_low", aimd_low)
         if self._aimd_low > self._aimd_high:
             raise ConfigError(f"aimd_low {aimd_low} must not exceed aimd_high {aimd_high}")
-        self._aimd_decrease = _fraction("aimd_decrease", aimd_decrease)
+        self._aimd_decrease = check_fraction("aimd_decrease", aimd_decrease)
         if self._aimd_decrease == 0:
             raise ConfigError("aimd_decrease must be > 0 (it multiplies the quota)")
-        self._aimd_floor = _fraction("aimd_floor", aimd_floor)
-        self._aimd_recovery = _number("aimd_recovery_per_s", aimd_recovery_per_s)
-        self._aimd_interval = _number("aimd_interval_s", aimd_interval_s)
+        self._aimd_floor = check_fraction("aimd_floor", aimd_floor)
+        self._aimd_recovery = check_number("aimd_recovery_per_s", aimd_recovery_per_s)
+        self._aimd_interval = check_number("aimd_interval_s", aimd_interval_s)
         self._stamp = stamp
 
         self._ordered = tuple(
@@ -269,16 +278,10 @@ class VarietyManager:
         if type(agg) is _Aggregate:
             agg.count += 1
             hlc = event.hlc
-            last = agg.last
-            if hlc.physical > last.physical or (
-                hlc.physical == last.physical
-                and (
-                    hlc.logical > last.logical
-                    or (hlc.logical == last.logical and hlc.node > last.node)
-                )
-            ):
+            # Timestamps are tuples: (physical, logical, node) compared in C.
+            if hlc > agg.last:
                 agg.last = hlc
-            elif _before(hlc, agg.first):
+            elif hlc < agg.first:
                 agg.first = hlc
             if event.hops > agg.hops:
                 agg.hops = event.hops
@@ -576,10 +579,6 @@ def _fold_numbers(stats: dict[str, list[Any]], numbers: list[tuple[str, Any]]) -
         acc[3] += 1
 
 
-def _before(a: Timestamp, b: Timestamp) -> bool:
-    return a < b  # (physical, logical, node), compared in C
-
-
 def _signature(event: Event) -> Signature:
     # The channel is implicit: signatures live in their channel's lane.
     return (event.type, event.source, _key_shape(event.data, 1))
@@ -630,74 +629,3 @@ def _numeric_leaves(
                 _numeric_leaves(value, f"{prefix}{key}.", depth + 1, out)
         elif isinstance(value, (int, float)) and kind is not bool and value == value:
             out.append((f"{prefix}{key}", value))
-
-
-# --- configuration checks ---------------------------------------------------------
-
-
-def check_quota(channel: Channel, value: object) -> float | None:
-    """The rule for a channel's quota, in one place (``NodeConfig`` uses it too).
-
-    Events/s, finite and >= 0, or None for unlimited; algedonic has none to set.
-    """
-    key = f"quotas.{channel.value}"
-    if value is None:
-        return None
-    if channel is Channel.ALGEDONIC:
-        raise ConfigError(f"{key}: algedonic bypasses every limit; it has no quota", key=key)
-    try:
-        return _number(key, value)
-    except ConfigError:
-        hint = "(events/s; None or 'unlimited' for no limit)"
-        raise ConfigError(
-            f"{key} must be a number >= 0 {hint}, got {value!r:.40}", key=key
-        ) from None
-
-
-def check_capacity(channel: Channel, value: object) -> float:
-    """The rule for a channel's bucket capacity: one token at least, or nothing passes."""
-    key = f"capacities.{channel.value}"
-    if channel is Channel.ALGEDONIC:
-        raise ConfigError(f"{key}: algedonic bypasses every limit; it has no capacity", key=key)
-    if (capacity := _number(key, value)) < 1:
-        raise ConfigError(f"{key} must be >= 1 token, got {value!r:.40}", key=key)
-    return capacity
-
-
-def _by_channel(mapping: ChannelMap | None, what: str) -> dict[Channel, Any]:
-    out: dict[Channel, Any] = {}
-    items: Iterable[tuple[Channel | str, Any]] = mapping.items() if mapping else ()
-    for key, value in items:
-        channel = Channel.parse(key)
-        if channel in out:
-            raise ConfigError(f"{what} name channel {channel.value!r} twice")
-        out[channel] = value
-    return out
-
-
-def _number(what: str, value: object) -> float:
-    if type(value) is bool or not isinstance(value, (int, float)):
-        raise ConfigError(f"{what} must be a number, got {value!r:.40}", key=what)
-    if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{what} must be finite and >= 0, got {value!r}", key=what)
-    return float(value)
-
-
-def _positive(what: str, value: object) -> float:
-    number = _number(what, value)
-    if number == 0:
-        raise ConfigError(f"{what} must be > 0, got {value!r}")
-    return number
-
-
-def _fraction(what: str, value: object) -> float:
-    number = _number(what, value)
-    if number > 1:
-        raise ConfigError(f"{what} must be in [0, 1], got {value!r}")
-    return number
-
-
-def _count(what: str, value: object) -> int:
-    if type(value) is not int or value < 1:
-        raise ConfigError(f"{what} must be an int >= 1, got {value!r:.40}")
-    return value
