@@ -57,3 +57,32 @@ def full_mesh(nodes: dict[str, Node]) -> bool:
         if not others <= connected:
             return False
     return True
+
+
+# --- real sockets on 127.0.0.1 (real clock) ------------------------------------------
+
+#: Timings that let a real-TCP cluster form and decide in well under a second.
+FAST_TCP: dict[str, Any] = dict(
+    heartbeat_interval_s=0.1,
+    check_interval_s=0.1,
+    stable_after_s=0.3,
+    acceptable_heartbeat_pause_s=1.0,
+    reconnect_base_s=0.05,
+    reconnect_max_s=0.5,
+)
+
+
+async def until(predicate: Callable[[], Any], limit: float = 20.0) -> None:
+    """Poll ``predicate()`` on the real clock; TooSlowError past ``limit`` seconds."""
+    with trio.fail_after(limit):
+        while not predicate():  # noqa: ASYNC110 - polls state owned by other tasks
+            await trio.sleep(0.02)
+
+
+def meshed(nodes: list[Node]) -> bool:
+    """Every node connected to every other."""
+    names = {n.name for n in nodes}
+    return all(
+        {p for p, link in n.bridge.peers.items() if link.connected} >= names - {n.name}
+        for n in nodes
+    )

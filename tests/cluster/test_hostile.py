@@ -26,6 +26,7 @@ from typing import Any
 import msgpack
 import pytest
 import trio
+from vsmtest import FAST_TCP, until
 
 from node.config import NodeConfig, parse_address
 from node.core.algedonic import Signal, check_signal, seal
@@ -40,22 +41,8 @@ from node.runtime.peer import FramedStream, Identity, handshake
 pytestmark = pytest.mark.trio
 
 COOKIE = "hostile-suite-cookie"
-FAST: dict[str, Any] = dict(
-    heartbeat_interval_s=0.1,
-    check_interval_s=0.1,
-    stable_after_s=0.3,
-    acceptable_heartbeat_pause_s=1.0,
-    reconnect_base_s=0.05,
-    reconnect_max_s=0.5,
-    handshake_timeout_s=1.0,
-)
+FAST: dict[str, Any] = {**FAST_TCP, "handshake_timeout_s": 1.0}
 PAIN = {"type": "pain", "severity": 6, "source": "hostile", "data": {}}
-
-
-async def until(predicate: Any, limit: float = 10.0) -> None:
-    with trio.fail_after(limit):
-        while not predicate():  # noqa: ASYNC110 - polls state owned by other tasks
-            await trio.sleep(0.02)
 
 
 def rss_bytes() -> int:

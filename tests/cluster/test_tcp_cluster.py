@@ -7,35 +7,15 @@ from typing import Any
 
 import pytest
 import trio
+from vsmtest import FAST_TCP, meshed, until
 
 from node.config import NodeConfig
 from node.core.events import Event
-from node.node import Node, open_node
+from node.node import open_node
 
 pytestmark = pytest.mark.trio
 
-FAST: dict[str, Any] = dict(
-    heartbeat_interval_s=0.1,
-    check_interval_s=0.1,
-    stable_after_s=0.3,
-    acceptable_heartbeat_pause_s=1.0,
-    reconnect_base_s=0.05,
-    reconnect_max_s=0.5,
-)
-
-
-async def until(predicate: Any, limit: float = 20.0) -> None:
-    with trio.fail_after(limit):
-        while not predicate():  # noqa: ASYNC110 - polls state owned by other tasks
-            await trio.sleep(0.02)
-
-
-def meshed(nodes: list[Node]) -> bool:
-    names = {n.name for n in nodes}
-    return all(
-        {p for p, link in n.bridge.peers.items() if link.connected} >= names - {n.name}
-        for n in nodes
-    )
+FAST = FAST_TCP
 
 
 async def test_three_nodes_form_replicate_and_refuse_a_wrong_cookie() -> None:
