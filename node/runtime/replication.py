@@ -38,6 +38,7 @@ from node.errors import BackpressureTimeout, ClockError, FrameTooLargeError, Pro
 
 if TYPE_CHECKING:
     from node.config import NodeConfig
+    from node.core.link import InboundLink
     from node.runtime.bridge import PeerLink
     from node.runtime.peer import FramedStream
 
@@ -235,9 +236,7 @@ class Replicator:
                     await framed.send(outbox.control.popleft())
                 continue
             if inbound is not None and inbound.refused and inbound.ack_due:
-                upto, refused = inbound.take_ack()
-                with trio.fail_after(timeout):
-                    await framed.send(Ack(upto, tuple(sorted(refused.items()))))
+                await self._send_ack(framed, inbound)  # refusals travel in an ACK only
                 continue
             if outbox.pending:
                 first, batch = outbox.take_batch(cfg.batch_max)
@@ -254,13 +253,16 @@ class Replicator:
                             peer.rtt_probe = (outbox.next_seq - 1, self._now())
                     continue
             if inbound is not None and inbound.ack_due:
-                upto, refused = inbound.take_ack()
-                with trio.fail_after(timeout):
-                    await framed.send(Ack(upto, tuple(sorted(refused.items()))))
+                await self._send_ack(framed, inbound)
                 continue
             peer.wake = trio.Event()
             peer.writer_waiting = True
             await peer.wake.wait()
+
+    async def _send_ack(self, framed: FramedStream, inbound: InboundLink) -> None:
+        upto, refused = inbound.take_ack()
+        with trio.fail_after(self.config.write_timeout_s):
+            await framed.send(Ack(upto, tuple(sorted(refused.items()))))
 
     def _encode(self, outbox: Outbox, first: int, batch: list[Event], ack: int) -> bytes:
         cfg = self.config
