@@ -209,9 +209,10 @@ def test_three_daemons_driven_by_ctl(tmp_path: Path, daemons: list[Daemon]) -> N
     assert scream["directive"] == "immediate_intervention_required"
     code, _, err = ask(tmp_path, "a", "scream", "--type", "pain", "--severity", "11")
     assert code == 1 and "severity" in err
-    rows = ask_json(tmp_path, "a", "history", "--limit", "50")["rows"]
-    kinds = {r["kind"] for r in rows}
-    assert {"peer_joined", "algedonic_sent"} <= kinds, kinds
+    # by kind: under load, breaker and picture rows can push these out of the newest 50
+    for kind in ("peer_joined", "algedonic_sent"):
+        rows = ask_json(tmp_path, "a", "history", "--limit", "50", "--kind", kind)["rows"]
+        assert rows and {r["kind"] for r in rows} == {kind}, kind
     code, out, _ = ask(tmp_path, "a", "history", "--kind", "peer_joined")
     assert code == 0 and "peer_joined" in out
     code, _, err = ask(tmp_path, "a", "publish", "")
