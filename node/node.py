@@ -21,7 +21,14 @@ import attrs
 import trio
 
 from node.config import NodeConfig
-from node.core.events import Channel, Classifier, Event, check_data, check_event_type
+from node.core.events import (
+    _SCALAR_TYPES,
+    Channel,
+    Classifier,
+    Event,
+    check_data,
+    check_event_type,
+)
 from node.core.hlc import HLC
 from node.core.variety import VarietyManager, pressure_level
 from node.core.wire import Algedonic, AlgedonicAck
@@ -52,6 +59,15 @@ log = logging.getLogger("vsm.node")
 Callback = Callable[[Event], None]
 
 _MAX_KNOWN_TYPES = 10_000
+_new = tuple.__new__  # builds the Event without its generated __new__ (a Python frame)
+
+
+def _checked_copy(data: object) -> dict[str, Any]:
+    """A copy of a payload that is not a flat map of scalars, checked in full."""
+    try:
+        return dict(check_data(data))
+    except ProtocolError as exc:
+        raise InvalidEventError(str(exc)) from None
 
 
 @attrs.define(eq=False)
@@ -127,6 +143,7 @@ class Node:
             on_breaker=self._on_breaker,
             signal_session=self.algedonic.serve_signal_connection,
         )
+        self._replicate = self.bridge.replication.replicate  # once per event: no lookups
         # Persistence in data_dir (issue 10): opened by open_node, see open_storage().
         self.journal: Journal | None = None
         self.subscribe(Channel.ALGEDONIC, self._journal_algedonic)
@@ -188,24 +205,40 @@ class Node:
         """
         try:
             channel = self._types.get(event_type)
-        except TypeError:  # unhashable: not a valid type, the check below says why
+        except TypeError:  # unhashable: not a valid type, _learn_type says why
             channel = None
-        try:
-            if channel is None:
-                check_event_type(event_type)
-                channel = self.classify(event_type)
-                if len(self._types) < _MAX_KNOWN_TYPES:
-                    self._types[event_type] = channel
-            payload = check_data({} if data is None else data)
-        except ProtocolError as exc:
-            raise InvalidEventError(str(exc)) from None
-        event = Event(event_type, channel, dict(payload), self.name, self.hlc.now())
+        if channel is None:
+            channel = self._learn_type(event_type)
+        if type(data) is dict:
+            # check_data's fast path, inlined (it runs once per event): a flat
+            # map of scalars, checked on our own copy.
+            payload = data.copy()
+            for key, value in payload.items():
+                if type(key) is not str or type(value) not in _SCALAR_TYPES:
+                    payload = _checked_copy(payload)
+                    break
+        else:
+            payload = _checked_copy({} if data is None else data)
         if channel is Channel.S3_CONTROL or channel is Channel.S5_POLICY:
             # governance is never originated outside the surviving side (DegradedError)
             self.detector.check_may_originate(channel)
+        event = _new(Event, (event_type, channel, payload, self.name, self.hlc.now(), 0, False))
         self._dispatch(event)
-        self.bridge.replication.replicate(event)
+        self._replicate(event)
         return event
+
+    def _learn_type(self, event_type: object) -> Channel:
+        """The channel of an event type seen for the first time (remembered);
+        InvalidEventError for a bad type."""
+        try:
+            check_event_type(event_type)
+        except ProtocolError as exc:
+            raise InvalidEventError(str(exc)) from None
+        assert isinstance(event_type, str)
+        channel = self.classify(event_type)
+        if len(self._types) < _MAX_KNOWN_TYPES:
+            self._types[event_type] = channel
+        return channel
 
     async def send(
         self,

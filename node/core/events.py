@@ -205,14 +205,18 @@ class Event(NamedTuple):
         return self._replace(hops=self.hops + 1)
 
     def to_wire(self) -> list[Any]:
+        """``[type, channel, data, source, [physical, logical, node], hops, compressed]``.
+
+        The same shape msgpack gives the named tuple itself (with
+        ``node.core.wire.pack_default`` for the channel), which is how batches
+        are encoded: without building a list per event.
+        """
         return [
             self.type,
             self.channel._value_,  # .value is a descriptor call; this is a plain attribute
             self.data,
             self.source,
-            self.hlc.physical,
-            self.hlc.logical,
-            self.hlc.node,
+            [*self.hlc],
             self.hops,
             self.compressed,
         ]
@@ -225,34 +229,48 @@ class Event(NamedTuple):
         inline with exact type tests; anything unusual goes to the full checks
         for their precise messages.
         """
-        if not isinstance(raw, (list, tuple)) or len(raw) != 9:
-            raise InvalidMessageError(f"event must be a 9-item array, got {_shape(raw)}")
-        etype, channel, data, source, phys, logical, hlc_node, hops, compressed = raw
+        if not isinstance(raw, (list, tuple)) or len(raw) != 7:
+            raise InvalidMessageError(f"event must be a 7-item array, got {_shape(raw)}")
+        etype, channel, data, source, stamp, hops, compressed = raw
         if type(etype) is not str or not 0 < len(etype) <= MAX_TYPE_LEN:
             check_event_type(etype)
         chan = _CHANNEL_BY_VALUE.get(channel) if type(channel) is str else None
         if chan is None:
             raise InvalidMessageError(f"unknown channel {channel!r:.40}")
-        check_data(data)
+        if type(data) is dict:  # check_data's fast path, inlined: a flat map of scalars
+            for key, value in data.items():
+                if type(key) is not str or type(value) not in _SCALAR_TYPES:
+                    check_data(data)
+                    break
+        else:
+            check_data(data)
         if type(source) is not str or not 0 < len(source) <= MAX_NODE_NAME:
             raise InvalidMessageError(f"event source must be a name of 1..{MAX_NODE_NAME} chars")
-        if (
-            type(phys) is int
-            and type(logical) is int
-            and 0 <= phys <= MAX_PHYSICAL
-            and 0 <= logical <= MAX_LOGICAL
-            and hlc_node == source
-        ):
-            hlc = Timestamp(phys, logical, source)  # the common case, validated inline
+        if type(stamp) is list and len(stamp) == 3:
+            phys, logical, hlc_node = stamp
+            if (
+                type(phys) is int
+                and type(logical) is int
+                and 0 <= phys <= MAX_PHYSICAL
+                and 0 <= logical <= MAX_LOGICAL
+                and hlc_node == source
+            ):
+                hlc = _new(Timestamp, (phys, logical, source))  # the common case, inline
+            else:
+                hlc = Timestamp.from_wire(stamp)
         else:
-            hlc = Timestamp.from_wire([phys, logical, hlc_node])
+            hlc = Timestamp.from_wire(stamp)
         if type(hops) is not int or not 0 <= hops <= max_hops:
             raise InvalidMessageError(
                 f"event hops must be int in [0, {max_hops}], got {hops!r:.20}"
             )
         if type(compressed) is not bool:
             raise InvalidMessageError("event compressed marker must be a bool")
-        return cls(etype, chan, data, source, hlc, hops, compressed)
+        return _new(cls, (etype, chan, data, source, hlc, hops, compressed))
+
+
+# Builds a named tuple without its generated __new__ (a Python frame, 0.1-0.2 µs).
+_new = tuple.__new__
 
 
 def _shape(raw: object) -> str:

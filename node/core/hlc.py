@@ -25,6 +25,9 @@ MAX_PHYSICAL = 2**63 - 1
 MAX_NODE_NAME = 255
 
 
+_new = tuple.__new__  # a named tuple without its generated __new__ (a Python frame)
+
+
 def wall_clock_ms() -> int:
     """Milliseconds since the Unix epoch from the system clock."""
     return time.time_ns() // 1_000_000
@@ -76,7 +79,7 @@ class HLC:
     received timestamp (the paper's receive rule) and stamps the receive event.
     """
 
-    __slots__ = ("_c", "_l", "max_offset_ms", "node", "wall")
+    __slots__ = ("_c", "_l", "_system", "_wall", "max_offset_ms", "node")
 
     def __init__(
         self,
@@ -94,24 +97,35 @@ class HLC:
         self._c = 0
 
     @property
+    def wall(self) -> Callable[[], int]:
+        """The wall clock, milliseconds since the epoch (replaceable, for tests)."""
+        return self._wall
+
+    @wall.setter
+    def wall(self, wall: Callable[[], int]) -> None:
+        self._wall = wall
+        # The system clock is read inline by now(): it runs once per event.
+        self._system = wall is wall_clock_ms
+
+    @property
     def last(self) -> Timestamp:
         """The last timestamp issued (or 0.0 before any)."""
         return Timestamp(self._l, self._c, self.node)
 
     def now(self) -> Timestamp:
         """Timestamp for a local or send event. Never goes backwards."""
-        pt = self.wall()
+        pt = time.time_ns() // 1_000_000 if self._system else self._wall()
         last = self._l
         if pt > last:
             self._l = pt
             self._c = 0
-            return Timestamp(pt, 0, self.node)
+            return _new(Timestamp, (pt, 0, self.node))
         # Wall clock behind (or equal to) what we have seen: keep l, bump c.
         c = self._c + 1
         if c > MAX_LOGICAL:
             self._bump(self._c)  # raises ClockOverflowError
         self._c = c
-        return Timestamp(last, c, self.node)
+        return _new(Timestamp, (last, c, self.node))
 
     def update(self, remote: Timestamp) -> Timestamp:
         """Merge a received timestamp; return the new local timestamp.

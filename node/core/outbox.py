@@ -55,6 +55,7 @@ class Outbox:
     reports acknowledgements back."""
 
     __slots__ = (
+        "_aggregates",
         "_base",
         "_inflight",
         "_lanes",
@@ -93,10 +94,13 @@ class Outbox:
         self.window = window
         self._lanes: list[deque[Event]] = [deque() for _ in range(_N_LANES)]
         self._queued = 0  # events in lanes 1.. (not algedonic, not in flight)
-        self._inflight: deque[Event] = deque()  # _inflight[i] carries seq _base + i
+        # _inflight[i] carries seq _base + i. A list, not a deque: an ack settles
+        # a whole frame with one slice deletion (at most ``window`` pointers moved).
+        self._inflight: list[Event] = []
         self._base = FIRST_SEQ
         self._resend = 0  # _inflight[: _resend] were written on the current connection
         self._originals = 0  # queued or in flight, not aggregates
+        self._aggregates = 0  # queued or in flight, aggregates
         self.control: deque[Any] = deque()
         self.connected = False
         self.offered = 0
@@ -120,12 +124,17 @@ class Outbox:
 
     def offer(self, event: Event) -> None:
         """Queue an event (or aggregate) for this peer; never blocks, never raises."""
-        original = not event.compressed
-        if original:
+        if event.compressed:
+            self._aggregates += 1
+        else:
             self.offered += 1
             self._originals += 1
         priority = event.channel.rank
         lane = self._lanes[priority]
+        if priority and self._queued < (self.lane_size if self.connected else self.backlog_size):
+            lane.append(event)  # the common case: room in the lanes
+            self._queued += 1
+            return
         if priority == 0:
             if len(lane) >= self.algedonic_size:
                 self._drop(lane.popleft(), ALGEDONIC_OVERFLOW)
@@ -155,7 +164,9 @@ class Outbox:
         return None
 
     def _drop(self, event: Event, reason: str) -> None:
-        if not event.compressed:
+        if event.compressed:
+            self._aggregates -= 1
+        else:
             self._originals -= 1
             self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
@@ -211,29 +222,33 @@ class Outbox:
         """
         inflight = self._inflight
         first = self._base + self._resend
-        batch: list[Event] = []
         if self._resend < len(inflight):
             end = min(len(inflight), self._resend + limit)
-            for i in range(self._resend, end):
-                batch.append(inflight[i])
+            batch = inflight[self._resend : end]
             self._resend = end
             return first, batch
+        batch = []
         alarms = self._lanes[0]
         while alarms and len(batch) < limit:
-            event = alarms.popleft()
-            batch.append(event)
-            inflight.append(event)
-        room = min(limit - len(batch), self.window - len(inflight))
+            batch.append(alarms.popleft())
+        room = min(limit - len(batch), self.window - len(inflight) - len(batch))
         if room > 0 and self._queued:
             for lane in self._lanes[1:]:
-                while lane and room > 0:
-                    event = lane.popleft()
-                    batch.append(event)
-                    inflight.append(event)
-                    room -= 1
-                    self._queued -= 1
+                n = len(lane)
+                if not n:
+                    continue
+                if n <= room:
+                    batch += lane
+                    lane.clear()
+                else:
+                    popleft = lane.popleft
+                    batch += [popleft() for _ in range(room)]
+                    n = room
+                room -= n
+                self._queued -= n
                 if room <= 0:
                     break
+        inflight += batch
         self._resend = len(inflight)
         return first, batch
 
@@ -264,11 +279,14 @@ class Outbox:
         if n <= 0:
             return 0
         if not refused:  # the common case, kept tight: one ack settles a whole frame
-            popleft = inflight.popleft
+            settled = inflight[:n] if self._aggregates else None
+            del inflight[:n]
             aggregates = 0
-            for _ in range(n):
-                if popleft().compressed:
-                    aggregates += 1
+            if settled is not None:
+                for event in settled:
+                    if event.compressed:
+                        aggregates += 1
+                self._aggregates -= aggregates
             self.aggregates_sent += aggregates
             self.sent += n - aggregates
             self._originals -= n - aggregates
@@ -276,9 +294,11 @@ class Outbox:
             self._resend = max(0, self._resend - n)
             return n
         seq = self._base
-        for _ in range(n):
-            event = inflight.popleft()
+        settled = inflight[:n]
+        del inflight[:n]
+        for event in settled:
             if event.compressed:
+                self._aggregates -= 1
                 self.aggregates_sent += 1
             else:
                 reason = refused.get(seq) if refused else None
