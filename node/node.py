@@ -132,6 +132,7 @@ class Node:
             hlc=self.hlc,
             variety=self.variety,
             deliver=self._dispatch,
+            deliver_many=self._dispatch_many,
             incarnation=self.incarnation,
             heartbeat_factory=self.detector.make_heartbeat,
             handlers={
@@ -284,6 +285,20 @@ class Node:
             except Exception:
                 self.delivery_errors += 1
                 log.exception("subscriber to %s failed on %s", sub.key, event.type)
+
+    def _dispatch_many(self, events: list[Event]) -> None:
+        """_dispatch for a received batch, in one call."""
+        routes = self._routes
+        for event in events:
+            route = routes.get(event.type)
+            if route is None or route[0] is not event.channel:
+                route = self._route(event.type, event.channel)
+            for sub in route[1]:
+                try:
+                    sub.callback(event)
+                except Exception:
+                    self.delivery_errors += 1
+                    log.exception("subscriber to %s failed on %s", sub.key, event.type)
 
     def _route(self, event_type: str, channel: Channel) -> tuple[Channel, tuple[Subscription, ...]]:
         subs = self._subs

@@ -125,6 +125,7 @@ class ClusterBridge:
         variety: VarietyManager,
         deliver: Callable[[Event], None],
         incarnation: int,
+        deliver_many: Callable[[list[Event]], None] | None = None,
         heartbeat_factory: Callable[[], Heartbeat] | None = None,
         handlers: dict[type, Handler] | None = None,
         on_peer_change: Callable[[str, bool], None] | None = None,
@@ -160,7 +161,13 @@ class ClusterBridge:
         self._pending_scopes: dict[object, trio.CancelScope] = {}
         self._log_budget = LogBudget()
         self.replication = Replicator(
-            config, hlc=hlc, variety=variety, deliver=deliver, peers=self.peers, count=self.count
+            config,
+            hlc=hlc,
+            variety=variety,
+            deliver=deliver,
+            deliver_many=deliver_many,
+            peers=self.peers,
+            count=self.count,
         )
         self._dispatch: dict[type, Callable[[PeerLink, Any], str | None]] = {
             Events: self.replication.on_events,
