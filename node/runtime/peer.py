@@ -11,6 +11,7 @@ and closes.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from collections.abc import Callable
 
@@ -112,6 +113,9 @@ class FramedStream:
         self._send_lock = trio.Lock()
         self._sealer: FrameSealer | None = None
         self._opener: FrameOpener | None = None
+        # write_now: only on a plain TCP stream (TLS has its own buffering).
+        self._socket = stream.socket if type(stream) is trio.SocketStream else None
+        self._tail = b""  # sealed bytes write_now could not write: they go first
 
     @property
     def authenticated_frames(self) -> bool:
@@ -128,14 +132,55 @@ class FramedStream:
     async def send(self, message: Message) -> None:
         await self.send_bytes(encode(message, max_frame=self.max_frame))
 
+    @property
+    def can_write_now(self) -> bool:
+        """True if write_now would write: a plain TCP socket, still open, and
+        nothing else being written or waiting to be."""
+        sock = self._socket
+        return (
+            sock is not None
+            and not self._tail
+            and not self._send_lock.locked()
+            and sock.fileno() != -1
+        )
+
+    @property
+    def has_tail(self) -> bool:
+        """Bytes from write_now are waiting: a send_bytes (of b"" if need be) must follow."""
+        return bool(self._tail)
+
+    def write_now(self, data: bytes) -> None:
+        """Write whole frames without waiting (only when ``can_write_now``).
+
+        The publish path uses it when the link is idle, saving the trip through
+        the scheduler to the writer task (Nagle's rule: nothing in flight, so
+        send at once). What the socket does not take at once is kept and goes
+        first in the next send_bytes; so does everything after a failed write,
+        where the next send_bytes reports the broken stream.
+        """
+        sock = self._socket
+        assert sock is not None and not self._tail and not self._send_lock.locked()
+        if self._sealer is not None:
+            data = _seal_frames(self._sealer, data)
+        try:
+            # The descriptor is non-blocking (trio made it so): this never waits.
+            written = os.write(sock.fileno(), data)
+        except OSError:  # BlockingIOError included: the writer sends it, or says why not
+            written = 0
+        self.bytes_out += written
+        if written < len(data):
+            self._tail = data[written:]
+
     async def send_bytes(self, data: bytes) -> None:
         """Send one or more whole frames (each with its length prefix)."""
         # The lock serialises the writer task and one-off senders (BYE at
         # shutdown): trio refuses two concurrent send_all on one stream. Frames
         # are tagged under it, so tags are numbered in the order they go out.
         async with self._send_lock:
-            if self._sealer is not None:
+            if self._sealer is not None and data:
                 data = _seal_frames(self._sealer, data)
+            if self._tail:
+                data, self._tail = self._tail + data, b""
             try:
                 await self.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:

@@ -111,8 +111,9 @@ class Replicator:
         peers = self.peers.values()
         if verdict is Verdict.ADMIT:
             for peer in peers:
-                peer.outbox.offer(event)
-                if peer.writer_waiting:
+                outbox = peer.outbox
+                outbox.offer(event)
+                if peer.writer_waiting and (outbox.unacked or not self._write_now(peer)):
                     peer.notify()
         elif verdict is Verdict.COMPRESS:
             for peer in peers:
@@ -231,12 +232,47 @@ class Replicator:
 
     # --- the writer (one per connection) ---------------------------------------------
 
+    def _write_now(self, peer: PeerLink) -> bool:
+        """Nagle's rule from the publish path: the link is idle (writer waiting,
+        nothing in flight), so write what is queued now, from here, instead of
+        waking the writer task (a trip through the scheduler on every hop of a
+        request/reply). False if that cannot be done here (TLS, control
+        messages or refusals first, a write in progress): wake the writer."""
+        framed = peer.framed
+        outbox = peer.outbox
+        inbound = peer.inbound
+        if (
+            framed is None
+            or outbox.control
+            or (inbound is not None and inbound.refused)
+            or not framed.can_write_now
+        ):
+            return False
+        first, batch = outbox.take_batch(self.config.batch_max)
+        if batch:
+            ack = 0
+            if inbound is not None and inbound.ack_due:
+                ack, _ = inbound.take_ack()
+            data = self._encode(outbox, first, batch, ack)
+            if data:
+                framed.write_now(data)
+                peer.frames_out += 1
+                if peer.rtt_probe is None:
+                    peer.rtt_probe = (outbox.next_seq - 1, self._now())
+                if framed.has_tail:
+                    return False  # the writer sends the rest
+        return True
+
     async def writer(self, peer: PeerLink, framed: FramedStream) -> None:
         cfg = self.config
         outbox = peer.outbox
         inbound = peer.inbound
         timeout = cfg.write_timeout_s
         while True:
+            if framed.has_tail:  # left by _write_now: it goes before anything else
+                with trio.fail_after(timeout):
+                    await framed.send_bytes(b"")
+                continue
             if outbox.control:
                 with trio.fail_after(timeout):
                     await framed.send(outbox.control.popleft())
