@@ -635,9 +635,7 @@ class AlgedonicBroadcast:
         out["datagram"] = {
             "status": self.datagram_status,
             "address": None if address is None else format_address(*address[:2]),
-            "peer_ports": {
-                n: getattr(p, "algedonic_port", None) for n, p in sorted(peers.items())
-            },
+            "peer_ports": {n: getattr(p, "algedonic_port", None) for n, p in sorted(peers.items())},
             "peers_without_port": sorted(
                 n for n, p in peers.items() if getattr(p, "algedonic_port", None) == 0
             ),

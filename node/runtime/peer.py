@@ -1,11 +1,11 @@
 """One connection: framing over a trio stream, and the authenticated handshake.
 
 The handshake is symmetric. Both sides send HELLO (protocol version, cluster,
-name, role, nonce, address, incarnation, algedonic UDP port), then each proves the cookie with an HMAC over both nonces
-and names (node.core.auth), then each sends WELCOME. A side that refuses the
-peer sends BYE with the reason instead of WELCOME. Whatever goes wrong is a
-HandshakeError (or AuthenticationError) saying why; the caller logs, counts
-and closes.
+name, role, nonce, address, incarnation, algedonic UDP port), then each
+proves the cookie with an HMAC over both nonces and names (node.core.auth),
+then each sends WELCOME. A side that refuses the peer sends BYE with the
+reason instead of WELCOME. Whatever goes wrong is a HandshakeError (or
+AuthenticationError) saying why; the caller logs, counts and closes.
 """
 
 from __future__ import annotations
