@@ -68,14 +68,15 @@ from node.errors import (
     ProtocolError,
 )
 from node.runtime.peer import FramedStream, Identity, PeerInfo, handshake
+from node.telemetry import ALGEDONIC_BROADCAST_LATENCY, ALGEDONIC_CONFIRMATION
 
 log = logging.getLogger("vsm.algedonic")
 
-#: Telemetry callbacks: ``fn(name, measurements, metadata)`` (wired to
-#: node.telemetry once it exists).
+#: Telemetry callbacks: ``fn(name, measurements, metadata)`` (the node wires
+#: node.telemetry's ``emit`` here; the names are that module's).
 Telemetry = Callable[[tuple[str, ...], Mapping[str, float], Mapping[str, Any]], None]
-BROADCAST_LATENCY = ("vsm", "cluster", "algedonic", "broadcast_latency")
-CONFIRMATION = ("vsm", "cluster", "algedonic", "confirmation")
+BROADCAST_LATENCY = ALGEDONIC_BROADCAST_LATENCY
+CONFIRMATION = ALGEDONIC_CONFIRMATION
 
 # A signal-only connection is for one signal and its retries: bounded in
 # frames and time, whoever is on the other end.

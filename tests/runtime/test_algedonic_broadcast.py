@@ -197,9 +197,12 @@ async def test_every_member_confirms_and_each_delivers_once(
             assert st["acks_in"][CONNECTION] == 3 and st["acks_in"][DATAGRAM] == 3
             assert st["latency_ms"]["p99"] == pytest.approx(2.0)
             assert st["last"][-1]["confirmed"] == ["b", "c", "d"]
-            names_emitted = [e[0][-1] for e in telemetry]
-            assert names_emitted.count("confirmation") == 3
-            assert names_emitted[-1] == "broadcast_latency"
+            names_emitted = [e[0] for e in telemetry]
+            confirmation = ("vsm", "cluster", "algedonic", "confirmation")
+            assert names_emitted.count(confirmation) == 3
+            assert names_emitted[-1] == ("vsm", "cluster", "algedonic", "broadcast_latency")
+            assert telemetry[-1][1] == {"latency_ms": pytest.approx(2.0)}
+            assert {e[2]["node"] for e in telemetry[:3]} == {"b", "c", "d"}
 
 
 async def test_a_peer_with_tcp_cut_confirms_over_udp(autojump_clock: trio.abc.Clock) -> None:
@@ -496,3 +499,24 @@ async def test_a_peer_that_advertised_no_algedonic_port_gets_no_datagrams(
                 pytest.fail("a datagram went to b although it advertised no port")
     said = [r for r in caplog.records if "advertised no algedonic port" in r.getMessage()]
     assert len(said) == 1 and said[0].getMessage().startswith("b ")
+
+
+async def test_an_observer_is_a_target_and_confirms_too(autojump_clock: trio.abc.Clock) -> None:
+    net = SimNetwork()
+    with trio.fail_after(60):
+        async with AsyncExitStack() as stack:
+            nodes: dict[str, Node] = {}
+            for name, role in (("a", "member"), ("b", "member"), ("o", "observer")):
+                seeds = [] if name == "a" else ["a:7401"]
+                cfg = config(name, seeds=seeds, role=role, **QUIET)
+                nodes[name] = await stack.enter_async_context(
+                    open_node(cfg, transport=net.transport(name))
+                )
+            await wait_for(lambda: full_mesh(nodes))
+            seen = record(nodes["o"])
+            result = await nodes["a"].algedonic_scream(PAIN)
+            assert result["confirmed"] == ["b", "o"] and result["failed"] == []
+            assert len(seen["s5"]) == 1
+            # and an observer's own scream reaches the members
+            back = await nodes["o"].algedonic_scream({**PAIN, "type": "emergency"})
+            assert back["confirmed"] == ["a", "b"] and back["directive"] == IMMEDIATE
