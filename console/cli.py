@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--quorum-size", type=int, metavar="N", help="static_quorum: members a side needs"
     )
     ops.add_argument("--log-format", choices=["text", "json"], help="log lines (default text)")
+    ops.add_argument(
+        "--algedonic-port",
+        type=int,
+        metavar="PORT",
+        help="UDP port for algedonic datagrams, advertised to peers (default: the TCP "
+        "port's number; 0: a free one)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     ctl = sub.add_parser("ctl", help="talk to a running node's control socket")
     ctl.add_argument("ctl_args", nargs=argparse.REMAINDER, help="control command and arguments")
@@ -121,6 +128,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "metrics_listen": args.metrics,
         "quorum_size": args.quorum_size,
         "log_format": args.log_format,
+        "algedonic_port": args.algedonic_port,
     }
     if getattr(args, "no_journal", False):
         out["journal"] = False

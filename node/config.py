@@ -184,6 +184,9 @@ class NodeConfig:
     dedup_size: int = _count(DEFAULT_DEDUP_SIZE, minimum=1)
     batch_max: int = _count(DEFAULT_BATCH_MAX, minimum=1, maximum=MAX_BATCH)
     algedonic_queue_size: int = _count(DEFAULT_ALGEDONIC_QUEUE_SIZE, minimum=1)
+    # The UDP port algedonic datagrams are received on, advertised in HELLO;
+    # None: the number of the TCP port actually bound; 0: a free one.
+    algedonic_port: int | None = _count(None, minimum=0, maximum=65535)
     send_window: int = _count(DEFAULT_SEND_WINDOW, minimum=1)
     send_high_water: int = _count(DEFAULT_SEND_HIGH_WATER, minimum=1)
     send_low_water: int = _count(DEFAULT_SEND_LOW_WATER, minimum=0)

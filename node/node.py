@@ -143,6 +143,7 @@ class Node:
             on_peer_change=self._on_peer_change,
             on_breaker=self._on_breaker,
             signal_session=self.algedonic.serve_signal_connection,
+            datagrams=self.algedonic.open_datagrams,  # bound before the first HELLO
         )
         self._replicate = self.bridge.replication.replicate  # once per event: no lookups
         # Persistence in data_dir (issue 10): opened by open_node, see open_storage().
@@ -151,7 +152,8 @@ class Node:
         self.discovery: Any = None
         self._discovery_options = self._check_discovery()
         # rest_for_one order: a crash restarts that component and all after it.
-        # The algedonic datagram socket takes the bridge's port: it comes after.
+        # The bridge binds the algedonic datagram socket (before any HELLO, which
+        # advertises its port) and holds it; the receiving component comes after.
         self.supervisor = Supervisor(
             [
                 Component("journal", self._run_journal),

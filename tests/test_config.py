@@ -176,6 +176,10 @@ BAD_VALUES: list[tuple[str, object]] = [
     ("batch_max", 0),
     ("batch_max", 1_000_000),
     ("send_window", 0),
+    ("algedonic_port", -1),
+    ("algedonic_port", 65_536),
+    ("algedonic_port", "7501"),
+    ("algedonic_port", True),
     ("send_timeout_s", 0),
     ("handshake_timeout_s", 0),
     ("connect_timeout_s", -5),
@@ -207,6 +211,14 @@ def test_bad_value_message_shows_value() -> None:
         make(quotas={"s9": 1})
     with pytest.raises(ConfigError, match=r"max_frame must be an int in 4096\.\.\d+, got 100"):
         make(max_frame=100)
+
+
+def test_algedonic_port_is_a_udp_port_or_none() -> None:
+    assert make().algedonic_port is None  # the number of the TCP port actually bound
+    assert make(algedonic_port=0).algedonic_port == 0  # a free one
+    assert make(algedonic_port=65_535).algedonic_port == 65_535
+    with pytest.raises(ConfigError, match=r"^algedonic_port must be an int in 0\.\.65535, got -1"):
+        make(algedonic_port=-1)
 
 
 def test_empty_cookie_is_refused() -> None:

@@ -31,7 +31,8 @@ from node.errors import (
 
 # 2: EVENTS carry link sequence numbers and acks; ACK; heartbeats carry wall time.
 # 3: without TLS, every frame after WELCOME ends in a 16-byte tag (node.core.auth).
-# 4: an event is [type, channel, data, source, [physical, logical, node], hops,
+# 4: HELLO carries the sender's algedonic UDP port (8 fields).
+#    An event is [type, channel, data, source, [physical, logical, node], hops,
 #    compressed] (the hlc nested: batches pack the Event tuples as they are).
 PROTOCOL_VERSION = 4
 DEFAULT_MAX_FRAME = 1 << 20
@@ -123,6 +124,11 @@ class Hello:
     nonce: bytes
     address: str = ""  # where this node listens ("" for none, e.g. an observer)
     incarnation: int = 0  # random per process start: tells a restart from a duplicate
+    # The UDP port its algedonic datagrams are received on (0: none, skip that
+    # path); on the host of ``address``.
+    algedonic_port: int = 0
+
+    FIELDS: ClassVar[int] = 8
 
     def to_wire(self) -> list[Any]:
         return [
@@ -133,15 +139,25 @@ class Hello:
             self.nonce,
             self.address,
             self.incarnation,
+            self.algedonic_port,
         ]
 
     @classmethod
     def from_wire(cls, raw: list[Any]) -> Hello:
-        # Only the version is read before the shape is checked, so a future
-        # version with more fields is reported as a version mismatch.
-        if raw and type(raw[0]) is int and raw[0] != PROTOCOL_VERSION and len(raw) != 7:
-            return cls(_int(raw[0], "HELLO version", 0, 65_535), "?", "?", "?", b"", "", 0)
-        version, cluster, node, role, nonce, address, incarnation = _fields(raw, 7, cls.KIND)
+        # Another version's HELLO (v3 had 7 fields) need not have our shape:
+        # it is reported as a version mismatch, not as a malformed HELLO.
+        if raw and type(raw[0]) is int and raw[0] != PROTOCOL_VERSION:
+            try:
+                return cls._checked(raw)
+            except InvalidMessageError:
+                return cls(_int(raw[0], "HELLO version", 0, 65_535), "?", "?", "?", b"", "", 0)
+        return cls._checked(raw)
+
+    @classmethod
+    def _checked(cls, raw: list[Any]) -> Hello:
+        version, cluster, node, role, nonce, address, incarnation, udp = _fields(
+            raw, cls.FIELDS, cls.KIND
+        )
         return cls(
             _int(version, "HELLO version", 0, 65_535),
             _name(cluster, "HELLO cluster"),
@@ -150,6 +166,7 @@ class Hello:
             _bytes(nonce, "HELLO nonce", NONCE_SIZE),
             _text(address, "HELLO address", 300),
             _int(incarnation, "HELLO incarnation"),
+            _int(udp, "HELLO algedonic_port", 0, 65_535),
         )
 
 

@@ -4,8 +4,11 @@ The trio driver around ``node.core.algedonic``. A scream goes to every member
 other than this node, at once, over:
 
 1. the existing connection, as a control message (ahead of every queued event);
-2. an HMAC-signed UDP datagram to the peer's algedonic port, which is the UDP
-   port with the number of the peer's advertised TCP port;
+2. an HMAC-signed UDP datagram to the peer's algedonic port, as it advertised
+   in HELLO (``algedonic_port`` in its config; by default the number of its
+   TCP port); a peer that advertised 0 has no datagram path and is skipped
+   (said once in the log, listed in stats); a member we never shook hands
+   with is assumed to use the default;
 3. for a target that has not confirmed within the first deadline, a fresh TCP
    connection through the normal authenticated handshake, with HELLO role
    ``algedonic_signal`` so the receiver handles the signal on it and never
@@ -29,13 +32,14 @@ import ipaddress
 import logging
 import secrets
 import socket as stdlib_socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import attrs
 import trio
 
-from node.config import parse_address
+from node.config import format_address, parse_address
 from node.core.algedonic import (
     CONNECTION,
     DATAGRAM,
@@ -64,14 +68,15 @@ from node.errors import (
     ProtocolError,
 )
 from node.runtime.peer import FramedStream, Identity, PeerInfo, handshake
+from node.telemetry import ALGEDONIC_BROADCAST_LATENCY, ALGEDONIC_CONFIRMATION
 
 log = logging.getLogger("vsm.algedonic")
 
-#: Telemetry callbacks: ``fn(name, measurements, metadata)`` (wired to
-#: node.telemetry once it exists).
+#: Telemetry callbacks: ``fn(name, measurements, metadata)`` (the node wires
+#: node.telemetry's ``emit`` here; the names are that module's).
 Telemetry = Callable[[tuple[str, ...], Mapping[str, float], Mapping[str, Any]], None]
-BROADCAST_LATENCY = ("vsm", "cluster", "algedonic", "broadcast_latency")
-CONFIRMATION = ("vsm", "cluster", "algedonic", "confirmation")
+BROADCAST_LATENCY = ALGEDONIC_BROADCAST_LATENCY
+CONFIRMATION = ALGEDONIC_CONFIRMATION
 
 # A signal-only connection is for one signal and its retries: bounded in
 # frames and time, whoever is on the other end.
@@ -142,6 +147,7 @@ class AlgedonicBroadcast:
         self._raw: stdlib_socket.socket | None = None
         self._wakers: dict[str, trio.Event] = {}
         self._fresh: set[tuple[str, str]] = set()  # (signal id, target) connections open
+        self._no_port_logged: set[str] = set()  # peers said (once) to have no UDP port
         self._nursery: trio.Nursery | None = None
 
     # --- components ----------------------------------------------------------------
@@ -156,22 +162,47 @@ class AlgedonicBroadcast:
             finally:
                 self._nursery = None
 
-    async def run_datagrams(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """The UDP algedonic socket: bound to the TCP listener's port number.
+    @asynccontextmanager
+    async def open_datagrams(self, tcp_address: str) -> AsyncIterator[int]:
+        """The UDP algedonic socket, for the bridge: bound once the TCP listener
+        is (``tcp_address`` is what it bound), before any handshake, and open
+        while the bridge runs. Yields the bound port, which HELLO advertises.
 
-        Supervised after the bridge, whose bound port it needs. If the port
-        cannot be bound the datagram path is off (said in stats and the log),
-        and the other paths carry the signals.
+        The port is ``algedonic_port`` from the config (0: a free one), or by
+        default the number of the TCP port. If it cannot be bound the datagram
+        path is off (said in stats and the log), HELLO advertises 0 and the
+        other paths carry the signals.
         """
         try:
-            sock = await self._open_socket()
+            sock = await self._open_socket(tcp_address)
         except OSError as exc:
             self.datagram_status = f"unavailable: {exc}"
             self.ledger.count("datagram_bind_failed")
             log.warning("algedonic datagram path off: %s", exc)
+            sock = None
+        if sock is None:
+            yield 0
+            return
+        self._sock = sock
+        self.datagram_status = "bound"
+        try:
+            yield int(sock.getsockname()[1])
+        finally:
+            self._sock = self._raw = None
+            self.datagram_status = "closed"
+            sock.close()
+
+    async def run_datagrams(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Receive on the UDP algedonic socket that ``open_datagrams`` bound.
+
+        Supervised after the bridge, which holds the socket open; without a
+        socket (it could not be bound) this waits, and the other paths carry
+        the signals.
+        """
+        sock = self._sock
+        if sock is None:
             task_status.started()
             await trio.sleep_forever()
-        self._sock = sock
         self.datagram_status = "open"
         try:
             task_status.started()
@@ -186,9 +217,8 @@ class AlgedonicBroadcast:
                 await self._on_datagram(data, sender)
                 await self._drain()
         finally:
-            self._sock = self._raw = None
-            self.datagram_status = "closed"
-            sock.close()
+            if self._sock is sock:
+                self.datagram_status = "bound"  # not receiving until restarted
 
     async def _drain(self) -> None:
         """Handle datagrams already waiting, without a scheduler round for each.
@@ -210,10 +240,11 @@ class AlgedonicBroadcast:
                 return
             await self._on_datagram(data, sender)
 
-    async def _open_socket(self) -> Any:
-        host, port = parse_address(self.config.listen)
-        if port == 0:
-            port = parse_address(self._links().address)[1]
+    async def _open_socket(self, tcp_address: str) -> Any:
+        host = parse_address(self.config.listen)[0]
+        port = self.config.algedonic_port
+        if port is None:
+            port = parse_address(tcp_address)[1]
         open_datagram = getattr(self.transport, "open_datagram", None)
         if open_datagram is not None:  # the simulated network
             sock = await open_datagram(port)
@@ -355,8 +386,9 @@ class AlgedonicBroadcast:
         if links.send_control(name, message):
             self.ledger.count("copies_out_connection")
         address = self._address_of(name)
-        if address and self._sock is not None and not self._datagram_now(message, address):
-            nursery.start_soon(self._send_datagram, message, address)
+        udp = self._datagram_target(name, address) if self._sock is not None else None
+        if udp and not self._datagram_now(message, udp):
+            nursery.start_soon(self._send_datagram, message, udp)
         key = (message.signal_id, name)
         if address and attempt >= self.settings.fresh_from_attempt and key not in self._fresh:
             self._fresh.add(key)
@@ -369,6 +401,28 @@ class AlgedonicBroadcast:
             peer = links.peers.get(name)
             address = getattr(peer, "address", "") if peer is not None else ""
         return address or ""
+
+    def _datagram_target(self, name: str, address: str) -> str | None:
+        """``host:port`` of ``name``'s algedonic socket: the host of its TCP
+        address and the port from its HELLO; None if it advertised none."""
+        if not address:
+            return None
+        peer = self._links().peers.get(name)
+        port = getattr(peer, "algedonic_port", None)
+        if port is None:  # no HELLO from it yet: assume the default, the TCP port
+            return address
+        if port == 0:
+            self.ledger.count("datagram_skipped_no_port")
+            if name not in self._no_port_logged:
+                self._no_port_logged.add(name)
+                log.warning("%s advertised no algedonic port: no datagram path to it", name)
+            return None
+        self._no_port_logged.discard(name)
+        try:  # the address came from the network: never let it raise here
+            return format_address(parse_address(address)[0], port)
+        except ValueError:
+            self.ledger.count("datagram_bad_address")
+            return None
 
     def _seal(self, message: Algedonic | AlgedonicAck) -> bytes:
         return seal(
@@ -578,9 +632,14 @@ class AlgedonicBroadcast:
     def stats(self) -> dict[str, Any]:
         out = self.ledger.stats()
         address = self.datagram_address
+        peers = self._links().peers
         out["datagram"] = {
             "status": self.datagram_status,
-            "address": None if address is None else f"{address[0]}:{address[1]}",
+            "address": None if address is None else format_address(*address[:2]),
+            "peer_ports": {n: getattr(p, "algedonic_port", None) for n, p in sorted(peers.items())},
+            "peers_without_port": sorted(
+                n for n, p in peers.items() if getattr(p, "algedonic_port", None) == 0
+            ),
         }
         s = self.settings
         out["settings"] = {

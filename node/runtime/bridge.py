@@ -16,6 +16,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import attrs
@@ -98,6 +99,8 @@ class PeerLink:
     # that covers it; smoothed like TCP's SRTT (RFC 6298, alpha 1/8).
     rtt_probe: tuple[int, float] | None = None
     round_trip_s: float | None = None
+    # Its algedonic UDP port from its last HELLO (0: it has none; None: no HELLO yet).
+    algedonic_port: int | None = None
 
     @property
     def connected(self) -> bool:
@@ -133,6 +136,10 @@ class ClusterBridge:
         # serves an inbound signal-only connection (HELLO role
         # SIGNAL_ROLE) instead of a session; None refuses them like any duplicate.
         signal_session: Callable[[PeerInfo, FramedStream], Awaitable[None]] | None = None,
+        # opens the algedonic UDP socket, given the bound TCP address, once
+        # listening and before any handshake; held open while the bridge runs;
+        # its value is the UDP port advertised in HELLO (0: none).
+        datagrams: Callable[[str], AbstractAsyncContextManager[int]] | None = None,
     ) -> None:
         self.config = config
         self.transport = transport
@@ -145,6 +152,8 @@ class ClusterBridge:
         self.on_peer_change = on_peer_change
         self.on_breaker = on_breaker
         self.signal_session = signal_session
+        self.datagrams = datagrams
+        self.algedonic_port = 0
         self.peers: dict[str, PeerLink] = {}
         self.members: dict[str, str] = {}
         self.departed: set[str] = set()
@@ -183,7 +192,9 @@ class ClusterBridge:
 
     def identity(self) -> Identity:
         c = self.config
-        return Identity(c.cluster, c.name, c.role, self.address, self.incarnation, c.cookie)
+        return Identity(
+            c.cluster, c.name, c.role, self.address, self.incarnation, c.cookie, self.algedonic_port
+        )
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -193,8 +204,11 @@ class ClusterBridge:
         self.address = self.config.advertise or bound
         self._self_addresses = {self.address, bound, self.config.listen}
         self.members[self.config.name] = self.address
+        udp = self.datagrams(bound) if self.datagrams else contextlib.nullcontext(0)
         try:
-            async with trio.open_nursery() as nursery:
+            # The UDP socket is bound before the first HELLO goes out, so every
+            # HELLO advertises the port that is really open.
+            async with udp as self.algedonic_port, trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._accept_loop, listener)
                 nursery.start_soon(self._heartbeat_loop)
@@ -203,6 +217,7 @@ class ClusterBridge:
                 task_status.started(self.address)
         finally:
             self._nursery = None
+            self.algedonic_port = 0
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await listener.aclose()
 
@@ -494,6 +509,7 @@ class ClusterBridge:
         self.departed.discard(info.name)
         peer.departed = False
         peer.role, peer.incarnation, peer.initiator = info.role, info.incarnation, initiator
+        peer.algedonic_port = info.algedonic_port
         if peer.inbound is None or peer.inbound.incarnation != info.incarnation:
             peer.inbound = InboundLink(info.incarnation)  # a new sender numbers anew
         else:

@@ -1,11 +1,11 @@
 """One connection: framing over a trio stream, and the authenticated handshake.
 
 The handshake is symmetric. Both sides send HELLO (protocol version, cluster,
-name, role, nonce), then each proves the cookie with an HMAC over both nonces
-and names (node.core.auth), then each sends WELCOME. A side that refuses the
-peer sends BYE with the reason instead of WELCOME. Whatever goes wrong is a
-HandshakeError (or AuthenticationError) saying why; the caller logs, counts
-and closes.
+name, role, nonce, address, incarnation, algedonic UDP port), then each
+proves the cookie with an HMAC over both nonces and names (node.core.auth),
+then each sends WELCOME. A side that refuses the peer sends BYE with the
+reason instead of WELCOME. Whatever goes wrong is a HandshakeError (or
+AuthenticationError) saying why; the caller logs, counts and closes.
 """
 
 from __future__ import annotations
@@ -252,6 +252,7 @@ class Identity:
     address: str
     incarnation: int
     cookie: str = attrs.field(repr=False)
+    algedonic_port: int = 0  # the bound algedonic UDP port (0: none)
 
 
 @attrs.frozen
@@ -263,6 +264,7 @@ class PeerInfo:
     address: str
     incarnation: int
     we_initiated: bool
+    algedonic_port: int = 0  # where it receives algedonic datagrams (0: it does not)
 
 
 async def handshake(
@@ -309,7 +311,16 @@ async def _handshake(
 ) -> PeerInfo:
     nonce = secrets.token_bytes(NONCE_SIZE)
     await framed.send(
-        Hello(PROTOCOL_VERSION, me.cluster, me.name, me.role, nonce, me.address, me.incarnation)
+        Hello(
+            PROTOCOL_VERSION,
+            me.cluster,
+            me.name,
+            me.role,
+            nonce,
+            me.address,
+            me.incarnation,
+            me.algedonic_port,
+        )
     )
     hello = await framed.receive()
     if isinstance(hello, Bye):
@@ -358,7 +369,9 @@ async def _handshake(
     if not verify_mac(mac(not initiator), proof.mac):
         await _refuse(framed, me, AUTH_FAILED, "cookie proof did not verify")
         raise AuthenticationError(f"peer {hello.node!r} failed the cookie proof (wrong cookie)")
-    info = PeerInfo(hello.node, hello.role, hello.address, hello.incarnation, initiator)
+    info = PeerInfo(
+        hello.node, hello.role, hello.address, hello.incarnation, initiator, hello.algedonic_port
+    )
     refused = admit(info)
     if refused is not None:
         kind, reason = refused

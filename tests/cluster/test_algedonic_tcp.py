@@ -12,8 +12,17 @@ import trio
 from vsmtest import FAST_TCP, meshed, until
 
 from node.config import NodeConfig, parse_address
-from node.core.algedonic import CONNECTION, DATAGRAM, FRESH, Signal, check_signal, seal
+from node.core.algedonic import (
+    CONNECTION,
+    DATAGRAM,
+    FRESH,
+    AlgedonicSettings,
+    Signal,
+    check_signal,
+    seal,
+)
 from node.core.events import Channel, Event
+from node.core.wire import Algedonic
 from node.node import Node, open_node
 
 pytestmark = pytest.mark.trio
@@ -24,15 +33,15 @@ PAIN = {"type": "pain", "severity": 6, "source": "tcp_test", "data": {"disk": "f
 
 
 @asynccontextmanager
-async def three() -> AsyncIterator[list[Node]]:
+async def three(**kw: Any) -> AsyncIterator[list[Node]]:
     async with AsyncExitStack() as stack:
         a = await stack.enter_async_context(
-            open_node(NodeConfig(name="a", listen="127.0.0.1:0", cookie=COOKIE, **FAST))
+            open_node(NodeConfig(name="a", listen="127.0.0.1:0", cookie=COOKIE, **FAST, **kw))
         )
         nodes = [a]
         for name in ("b", "c"):
             cfg = NodeConfig(
-                name=name, listen="127.0.0.1:0", seeds=[a.address], cookie=COOKIE, **FAST
+                name=name, listen="127.0.0.1:0", seeds=[a.address], cookie=COOKIE, **FAST, **kw
             )
             nodes.append(await stack.enter_async_context(open_node(cfg)))
         await until(lambda: meshed(nodes))
@@ -103,3 +112,36 @@ async def test_real_udp_forgeries_are_counted_and_a_signed_one_is_acked() -> Non
             c = b.algedonic.stats()["counters"]
             assert c["datagrams_forged"] == 2 and c["datagrams_replayed"] == 1
             assert b.algedonic.stats()["received"] == 1
+
+
+async def test_datagrams_reach_an_algedonic_port_apart_from_the_tcp_port() -> None:
+    with trio.fail_after(30):
+        async with three(algedonic_port=0) as nodes:  # UDP on a free port of its own
+            a, b, c = nodes
+            for n in nodes:
+                host, tcp = parse_address(n.address)
+                udp = n.bridge.algedonic_port
+                assert udp not in (0, tcp)
+                assert n.algedonic.stats()["datagram"]["address"] == f"{host}:{udp}"
+            assert a.algedonic.stats()["datagram"]["peer_ports"] == {
+                "b": b.bridge.algedonic_port,
+                "c": c.bridge.algedonic_port,
+            }
+            # cut the connection path: a's signals go out by datagram only
+            # (a fresh connection only comes with the first retry)
+            send_control = a.bridge.send_control
+
+            def no_signals(name: str, message: Any) -> bool:
+                return False if isinstance(message, Algedonic) else send_control(name, message)
+
+            a.bridge.send_control = no_signals  # type: ignore[method-assign]
+            # a first deadline a loaded machine cannot miss: no retry, no fresh connection
+            slow = AlgedonicSettings(ack_timeout_s=2.0)
+            a.algedonic.settings = a.algedonic.ledger.settings = slow
+            result = await a.algedonic_scream(PAIN)
+            assert result["confirmed"] == ["b", "c"] and result["failed"] == []
+            assert result["attempts"] == {"b": 1, "c": 1}
+            st = a.algedonic.stats()
+            assert st["acks_in"] == {CONNECTION: 0, DATAGRAM: 2, FRESH: 0}
+            for n in (b, c):
+                assert n.algedonic.stats()["copies_in"] == {CONNECTION: 0, DATAGRAM: 1, FRESH: 0}

@@ -106,9 +106,10 @@ async def test_peer_port_survives_hostile_input(caplog: pytest.LogCaptureFixture
             now = Timestamp(wall_clock_ms(), 0, "b")
             forged_event = Event("control_override", Channel.S3_CONTROL, {"x": 1}, "b", now)
             bad_hellos = [
-                [1, PROTOCOL_VERSION, 7, "x", "member", b"n" * 16, "", 0],  # int cluster
-                [1, PROTOCOL_VERSION, "vsm", "x", "member", "not bytes", "", 0],
-                [1, "3", "vsm", "x", "member", b"n" * 16, "", 0],
+                [1, PROTOCOL_VERSION, 7, "x", "member", b"n" * 16, "", 0, 0],  # int cluster
+                [1, PROTOCOL_VERSION, "vsm", "x", "member", "not bytes", "", 0, 0],
+                [1, "4", "vsm", "x", "member", b"n" * 16, "", 0, 0],
+                [1, PROTOCOL_VERSION, "vsm", "x", "member", b"n" * 16, "", 0, -1],  # udp port
                 {"kind": 1},
                 [],
             ]

@@ -106,3 +106,18 @@ def test_insecure_cookie_flag_lets_a_short_cookie_through() -> None:
     assert load_config(env={}, overrides=overrides(args)).cookie == "short"
     args = build_parser().parse_args(["--daemon", "--cookie", "short"])
     assert "insecure_cookie" not in overrides(args)
+
+
+def test_algedonic_port_flag_is_the_setting() -> None:
+    from console.cli import build_parser, overrides
+    from node.config import load_config
+    from node.errors import ConfigError
+
+    args = build_parser().parse_args(["--daemon", "--algedonic-port", "7501"])
+    assert overrides(args)["algedonic_port"] == 7501
+    env = {"VSM_COOKIE": "x" * 16}
+    assert load_config(env=env, overrides=overrides(args)).algedonic_port == 7501
+    assert "algedonic_port" not in overrides(build_parser().parse_args(["--daemon"]))
+    bad = build_parser().parse_args(["--daemon", "--algedonic-port", "70000"])
+    with pytest.raises(ConfigError, match=r"algedonic_port must be an int in 0\.\.65535, got 7"):
+        load_config(env=env, overrides=overrides(bad))

@@ -44,7 +44,7 @@ EVENT = Event(
 )
 
 SAMPLES = [
-    Hello(PROTOCOL_VERSION, "prod", "a", "member", b"n" * 16, "127.0.0.1:7401", 99),
+    Hello(PROTOCOL_VERSION, "prod", "a", "member", b"n" * 16, "127.0.0.1:7401", 99, 7501),
     Auth(b"m" * 32),
     Welcome("b"),
     Events((EVENT.to_wire(), EVENT.relayed().to_wire()), 17, 12, 5),
@@ -132,7 +132,28 @@ def test_bad_payload_is_consumed_and_stream_stays_usable() -> None:
         (frame(["4", []]), InvalidMessageError, "kind must be an int"),
         (frame([3, 7]), InvalidMessageError, "WELCOME node"),
         (frame([2, b"short"]), InvalidMessageError, "AUTH mac must be 32 bytes"),
-        (frame([1, 1, "c", "a", "member", b"x" * 15, "", 0]), InvalidMessageError, "nonce"),
+        (
+            frame([1, PROTOCOL_VERSION, "c", "a", "member", b"x" * 15, "", 0, 0]),
+            InvalidMessageError,
+            "nonce",
+        ),
+        (
+            frame([1, PROTOCOL_VERSION, "c", "a", "member", b"x" * 16, "", 0]),
+            InvalidMessageError,
+            "HELLO needs 8 fields, got 7",
+        ),
+        (
+            frame([1, PROTOCOL_VERSION, "c", "a", "member", b"x" * 16, "", 0, 65_536]),
+            InvalidMessageError,
+            "HELLO algedonic_port",
+        ),
+        (
+            frame([1, PROTOCOL_VERSION, "c", "a", "member", b"x" * 16, "", 0, "7401"]),
+            InvalidMessageError,
+            "HELLO algedonic_port",
+        ),
+        (frame([1, PROTOCOL_VERSION]), InvalidMessageError, "HELLO needs 8 fields, got 1"),
+        (frame([1]), InvalidMessageError, "HELLO needs 8 fields, got 0"),
         (struct.pack(">I", 2) + b"\x92\x03", MalformedFrameError, "incomplete"),
         (frame([3, "a" * 300_000]), LimitExceededError, "max_str_len"),
         (frame([4, [None] * 70_000]), LimitExceededError, "max_array_len"),
@@ -156,6 +177,34 @@ def test_hello_of_another_version_still_decodes_its_version() -> None:
     d.feed(frame([1, PROTOCOL_VERSION + 1, "c", "a", "member", b"x" * 16, "", 0, "new field"]))
     (hello,) = list(d)
     assert isinstance(hello, Hello) and hello.version == PROTOCOL_VERSION + 1
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [3, "c", "a", "member", b"x" * 16, "a:7401", 5],  # what a v3 node sends
+        [3, "c", "a", "member", b"x" * 16, "a:7401", 5, 7501],  # our shape, old number
+        [3],
+    ],
+)
+def test_a_version_3_hello_decodes_as_version_3_for_the_handshake_to_refuse(
+    fields: list[object],
+) -> None:
+    # Not a malformed frame: the handshake must be able to say "version mismatch".
+    assert PROTOCOL_VERSION == 4
+    d = Decoder()
+    d.feed(frame([1, *fields]))
+    (hello,) = list(d)
+    assert isinstance(hello, Hello) and hello.version == 3
+
+
+def test_hello_carries_the_algedonic_port_as_its_eighth_field() -> None:
+    hello = Hello(PROTOCOL_VERSION, "c", "a", "member", b"x" * 16, "a:7401", 5, 7501)
+    assert hello.to_wire()[7] == 7501 and len(hello.to_wire()) == 8
+    d = Decoder()
+    d.feed(encode(hello))
+    assert list(d) == [hello]
+    assert Hello(PROTOCOL_VERSION, "c", "a", "member", b"x" * 16).algedonic_port == 0
 
 
 def test_deep_nesting_is_a_limit_error() -> None:

@@ -8,6 +8,7 @@ cut) while datagrams pass, and to stall only the connections open now.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -125,7 +126,12 @@ class _Transport:
 
 @asynccontextmanager
 async def nodes_on(
-    net: SimNetwork, names: list[str], faults: TcpFaults | None = None, **kw: Any
+    net: SimNetwork,
+    names: list[str],
+    faults: TcpFaults | None = None,
+    *,
+    udp: bool = True,
+    **kw: Any,
 ) -> AsyncIterator[dict[str, Node]]:
     faults = faults or TcpFaults()
     async with AsyncExitStack() as stack:
@@ -137,7 +143,8 @@ async def nodes_on(
                 open_node(cfg, transport=faults.transport(net, name))
             )
         await wait_for(lambda: full_mesh(out))
-        await wait_for(lambda: all(n.algedonic.datagram_status == "open" for n in out.values()))
+        if udp:
+            await wait_for(lambda: all(n.algedonic.datagram_status == "open" for n in out.values()))
         yield out
 
 
@@ -190,9 +197,12 @@ async def test_every_member_confirms_and_each_delivers_once(
             assert st["acks_in"][CONNECTION] == 3 and st["acks_in"][DATAGRAM] == 3
             assert st["latency_ms"]["p99"] == pytest.approx(2.0)
             assert st["last"][-1]["confirmed"] == ["b", "c", "d"]
-            names_emitted = [e[0][-1] for e in telemetry]
-            assert names_emitted.count("confirmation") == 3
-            assert names_emitted[-1] == "broadcast_latency"
+            names_emitted = [e[0] for e in telemetry]
+            confirmation = ("vsm", "cluster", "algedonic", "confirmation")
+            assert names_emitted.count(confirmation) == 3
+            assert names_emitted[-1] == ("vsm", "cluster", "algedonic", "broadcast_latency")
+            assert telemetry[-1][1] == {"latency_ms": pytest.approx(2.0)}
+            assert {e[2]["node"] for e in telemetry[:3]} == {"b", "c", "d"}
 
 
 async def test_a_peer_with_tcp_cut_confirms_over_udp(autojump_clock: trio.abc.Clock) -> None:
@@ -438,3 +448,75 @@ async def test_supervised_between_variety_and_bridge_and_survives_bad_callbacks(
             assert a.algedonic.stats()["counters"]["telemetry_errors"] == 2
             assert nodes["b"].algedonic.stats()["counters"]["s5_handler_errors"] == 1
             assert a.supervisor.status()["algedonic"] == "running"
+
+
+async def test_datagrams_go_to_the_algedonic_port_each_peer_advertised(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    net, faults = SimNetwork(), TcpFaults()
+    with trio.fail_after(60):
+        async with nodes_on(net, ["a", "b", "c"], faults, algedonic_port=7501) as nodes:
+            a, b = nodes["a"], nodes["b"]
+            assert b.address == "b:7401" and b.bridge.algedonic_port == 7501
+            assert b.algedonic.stats()["datagram"]["address"] == "b:7501"
+            assert a.algedonic.stats()["datagram"]["peer_ports"] == {"b": 7501, "c": 7501}
+            intruder = await net.transport("b").open_datagram(7401)  # the TCP port's number
+            faults.cut_tcp("a", "b")
+            result = await a.algedonic_scream(PAIN)
+            assert result["confirmed"] == ["b", "c"] and result["attempts"] == {"b": 1, "c": 1}
+            assert b.algedonic.stats()["copies_in"][DATAGRAM] == 1
+            assert a.algedonic.stats()["acks_in"][DATAGRAM] == 2
+            with trio.move_on_after(0.1):
+                await intruder.recvfrom(65536)
+                pytest.fail("a datagram went to the TCP port's number")
+
+
+async def test_a_peer_that_advertised_no_algedonic_port_gets_no_datagrams(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    net = SimNetwork()
+    squatter = await net.transport("b").open_datagram(7501)  # b cannot bind its port
+    with trio.fail_after(60), caplog.at_level(logging.WARNING, logger="vsm.algedonic"):
+        async with nodes_on(net, ["a", "b", "c"], udp=False, algedonic_port=7501) as nodes:
+            a, b = nodes["a"], nodes["b"]
+            await wait_for(lambda: a.algedonic.datagram_status == "open")
+            assert b.algedonic.datagram_status.startswith("unavailable")
+            assert b.bridge.algedonic_port == 0  # what its HELLO said
+            assert b.algedonic.stats()["counters"]["datagram_bind_failed"] == 1
+            datagram = a.algedonic.stats()["datagram"]
+            assert datagram["peer_ports"] == {"b": 0, "c": 7501}
+            assert datagram["peers_without_port"] == ["b"]
+            for _ in range(2):
+                result = await a.algedonic_scream(PAIN)
+                assert result["confirmed"] == ["b", "c"] and result["attempts"] == {"b": 1, "c": 1}
+            st = a.algedonic.stats()
+            assert st["counters"]["datagram_skipped_no_port"] == 2
+            assert st["counters"]["copies_out_datagram"] == 2  # c's, none for b
+            assert st["acks_in"] == {CONNECTION: 4, DATAGRAM: 2, FRESH: 0}
+            assert b.algedonic.stats()["copies_in"] == {CONNECTION: 2, DATAGRAM: 0, FRESH: 0}
+            with trio.move_on_after(0.1):
+                await squatter.recvfrom(65536)
+                pytest.fail("a datagram went to b although it advertised no port")
+    said = [r for r in caplog.records if "advertised no algedonic port" in r.getMessage()]
+    assert len(said) == 1 and said[0].getMessage().startswith("b ")
+
+
+async def test_an_observer_is_a_target_and_confirms_too(autojump_clock: trio.abc.Clock) -> None:
+    net = SimNetwork()
+    with trio.fail_after(60):
+        async with AsyncExitStack() as stack:
+            nodes: dict[str, Node] = {}
+            for name, role in (("a", "member"), ("b", "member"), ("o", "observer")):
+                seeds = [] if name == "a" else ["a:7401"]
+                cfg = config(name, seeds=seeds, role=role, **QUIET)
+                nodes[name] = await stack.enter_async_context(
+                    open_node(cfg, transport=net.transport(name))
+                )
+            await wait_for(lambda: full_mesh(nodes))
+            seen = record(nodes["o"])
+            result = await nodes["a"].algedonic_scream(PAIN)
+            assert result["confirmed"] == ["b", "o"] and result["failed"] == []
+            assert len(seen["s5"]) == 1
+            # and an observer's own scream reaches the members
+            back = await nodes["o"].algedonic_scream({**PAIN, "type": "emergency"})
+            assert back["confirmed"] == ["a", "b"] and back["directive"] == IMMEDIATE

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import trio
 
-from node.core.wire import Events
+from node.core.wire import Bye, Events, Hello
 from node.errors import AuthenticationError, HandshakeError
-from node.runtime.peer import FramedStream, Identity, handshake
+from node.runtime.peer import FramedStream, Identity, PeerInfo, handshake
 from node.sim import SimNetwork
 
 pytestmark = pytest.mark.trio
@@ -110,6 +111,36 @@ async def test_version_mismatch(autojump_clock: trio.abc.Clock) -> None:
     await fb.stream.send_all(len(payload).to_bytes(4, "big") + payload)
     with trio.fail_after(30), pytest.raises(HandshakeError, match="peer speaks 99"):
         await handshake(fa, ident("a"), initiator=True, time_limit_s=5)
+
+
+async def test_a_version_3_peer_is_refused_as_a_version_mismatch(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # A node of protocol 3 sends HELLO of 7 fields (no algedonic port).
+    import msgpack
+
+    net = SimNetwork()
+    fa, fb = await pair(net)
+    payload = msgpack.packb([1, 3, "vsm", "b", "member", b"x" * 16, "b:7401", 5])
+    await fb.stream.send_all(len(payload).to_bytes(4, "big") + payload)
+    with trio.fail_after(30):
+        with pytest.raises(HandshakeError, match="peer speaks 3, we speak 4") as info:
+            await handshake(fa, ident("a"), initiator=True, time_limit_s=5)
+        assert info.value.kind == "version_mismatch"
+        # and the old peer is told why, after our HELLO of 8 fields
+        hello = await fb.receive()
+        assert isinstance(hello, Hello) and hello.version == 4 and len(hello.to_wire()) == 8
+        bye = await fb.receive()
+        assert isinstance(bye, Bye) and bye.reason == "version_mismatch: we speak version 4"
+
+
+async def test_hello_carries_each_sides_algedonic_port(autojump_clock: trio.abc.Clock) -> None:
+    a = attrs.evolve(ident("a"), algedonic_port=7501)
+    b = attrs.evolve(ident("b"), algedonic_port=0)
+    with trio.fail_after(30):
+        ra, rb = await both(a, b)
+    assert isinstance(ra, PeerInfo) and isinstance(rb, PeerInfo)
+    assert ra.algedonic_port == 0 and rb.algedonic_port == 7501
 
 
 async def test_unexpected_message_during_handshake(autojump_clock: trio.abc.Clock) -> None:
