@@ -68,6 +68,11 @@ class InboundLink:
     def ack_due(self) -> bool:
         return self.processed is not None and self.processed > self.acked
 
+    @property
+    def unacknowledged(self) -> int:
+        """Events processed since the last ack was taken."""
+        return 0 if self.processed is None else max(0, self.processed - self.acked)
+
     def reconnected(self) -> None:
         """A new connection from the same sender: acknowledge again what we have
         (the last ack may have been lost with the old connection)."""

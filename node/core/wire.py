@@ -34,6 +34,7 @@ from node.errors import (
 # 4: HELLO carries the sender's algedonic UDP port (8 fields).
 #    An event is [type, channel, data, source, [physical, logical, node], hops,
 #    compressed] (the hlc nested: batches pack the Event tuples as they are).
+#    EVENTS ends in ack_now (the receiver delays other acks).
 PROTOCOL_VERSION = 4
 DEFAULT_MAX_FRAME = 1 << 20
 HEADER = struct.Struct(">I")
@@ -82,6 +83,12 @@ def _name(value: object, field: str) -> str:
 def _text(value: object, field: str, max_len: int = MAX_REASON) -> str:
     if type(value) is not str or len(value) > max_len:
         raise InvalidMessageError(f"{field} must be a string of at most {max_len} chars")
+    return value
+
+
+def _bool(value: object, field: str) -> bool:
+    if type(value) is not bool:
+        raise InvalidMessageError(f"{field} must be a bool, got {value!r:.40}")
     return value
 
 
@@ -223,16 +230,19 @@ class Events:
     first_seq: int = 1
     ack_floor: int = 1
     ack: int = 0
+    # The sender wants this frame acknowledged at once, not after the receiver's
+    # ack delay: its window is full, or a producer waits (QUIC's IMMEDIATE_ACK).
+    ack_now: bool = False
 
     def to_wire(self) -> list[Any]:
         # Event tuples go to msgpack as they are: each packs as the array
         # Event.to_wire describes (pack_default gives the channel's value), so
         # no list is built per event.
-        return [self.first_seq, self.ack_floor, self.ack, list(self.events)]
+        return [self.first_seq, self.ack_floor, self.ack, list(self.events), self.ack_now]
 
     @classmethod
     def from_wire(cls, raw: list[Any]) -> Events:
-        first_seq, ack_floor, ack, batch = _fields(raw, 4, cls.KIND)
+        first_seq, ack_floor, ack, batch, ack_now = _fields(raw, 5, cls.KIND)
         if not isinstance(batch, list) or len(batch) > MAX_BATCH:
             raise InvalidMessageError(f"EVENTS batch must be a list of at most {MAX_BATCH}")
         first = _int(first_seq, "EVENTS first_seq", 1, MAX_SEQ - len(batch))
@@ -241,6 +251,7 @@ class Events:
             first,
             _int(ack_floor, "EVENTS ack_floor", 1, first),
             _int(ack, "EVENTS ack", 0, MAX_SEQ),
+            _bool(ack_now, "EVENTS ack_now"),
         )
 
 

@@ -98,7 +98,9 @@ class PeerLink:
     # Round trip: a frame's last number and when it was written, until the ack
     # that covers it; smoothed like TCP's SRTT (RFC 6298, alpha 1/8).
     rtt_probe: tuple[int, float] | None = None
+    next_probe: float = float("-inf")  # no new probe before (replication's clock)
     round_trip_s: float | None = None
+    ack_now: bool = False  # its last frame asked for an ack without delay
     # Its algedonic UDP port from its last HELLO (0: it has none; None: no HELLO yet).
     algedonic_port: int | None = None
 
@@ -574,16 +576,21 @@ class ClusterBridge:
     async def _reader(self, peer: PeerLink, framed: FramedStream) -> str:
         cfg = self.config
         idle = cfg.acceptable_heartbeat_pause_s + 2 * cfg.heartbeat_interval_s
-        while True:
-            with trio.move_on_after(idle) as scope:
+        # One scope for the session, its deadline moved on only when an eighth
+        # of ``idle`` is used up (a scope per message cost more than the message):
+        # a silent peer is hung up on after 7/8 to 8/8 of ``idle``.
+        slack = idle / 8
+        clock = trio.lowlevel.current_clock().current_time
+        with trio.CancelScope(deadline=clock() + idle) as scope:
+            while True:
                 try:
                     msg = await framed.receive()
                 except FrameTooLargeError:
                     self.count("bad_frames")
                     raise
                 except ForgedFrameError as exc:
-                    # Not from the peer that did the handshake: nothing after it can be
-                    # trusted on this connection. Hang up; the peer reconnects.
+                    # Not from the peer that did the handshake: nothing after it can
+                    # be trusted on this connection. Hang up; the peer reconnects.
                     self.count("forged_frames")
                     log.warning("forged frame on the connection to %s: %s", peer.name, exc)
                     raise ConnectionClosedError(f"forged frame: {exc}") from exc
@@ -594,22 +601,23 @@ class ClusterBridge:
                     if framed.bad_frames > MAX_BAD_FRAMES:
                         raise ConnectionClosedError("too many bad frames") from exc
                     continue
-            if scope.cancelled_caught:
-                self.count("idle_timeouts")
-                raise ConnectionClosedError(f"peer silent for {idle:g} s")
-            peer.last_received = trio.current_time()
-            handler = self._dispatch.get(type(msg))
-            if handler is not None:
-                ended = handler(peer, msg)
-                if ended:
-                    return ended
-                continue
-            other = self.handlers.get(type(msg))
-            if other is None:
-                self.count("unexpected_messages")
-                log.warning("unexpected %s from %s", type(msg).__name__, peer.name)
-            else:
-                other(peer.name, msg)
+                now = peer.last_received = clock()
+                if scope.deadline - now < idle - slack:
+                    scope.deadline = now + idle
+                handler = self._dispatch.get(type(msg))
+                if handler is not None:
+                    ended = handler(peer, msg)
+                    if ended:
+                        return ended
+                    continue
+                other = self.handlers.get(type(msg))
+                if other is None:
+                    self.count("unexpected_messages")
+                    log.warning("unexpected %s from %s", type(msg).__name__, peer.name)
+                else:
+                    other(peer.name, msg)
+        self.count("idle_timeouts")
+        raise ConnectionClosedError(f"peer silent for {idle:g} s")
 
     def _on_bye(self, peer: PeerLink, msg: Bye) -> str:
         peer.departed = True

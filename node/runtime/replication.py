@@ -57,6 +57,13 @@ _YIELD_EVERY_S = 0.001
 
 _HLC = operator.itemgetter(4)  # Event.hlc, in C
 
+# Delayed ACK: fewer than ACK_EVERY events' ack waits up to ACK_DELAY_S for an
+# outgoing frame to ride on (epoll's timeout has millisecond steps).
+ACK_EVERY = 128
+ACK_DELAY_S = 0.001
+# Round-trip samples (frames whose ack is asked for at once): at most this often.
+RTT_PROBE_INTERVAL_S = 0.1
+
 # Room in a frame for everything but the events (kind, numbers, array header).
 _FRAME_OVERHEAD = 64
 
@@ -252,12 +259,13 @@ class Replicator:
         if batch:
             ack = 0
             if inbound is not None and inbound.ack_due:
-                ack, _ = inbound.take_ack()
-            data = self._encode(outbox, first, batch, ack)
+                ack = self._take_ack(peer, inbound)
+            probe = self._probe_due(peer)
+            data = self._encode(outbox, first, batch, ack, probe=probe)
             if data:
                 framed.write_now(data)
                 peer.frames_out += 1
-                if peer.rtt_probe is None:
+                if probe:
                     peer.rtt_probe = (outbox.next_seq - 1, self._now())
                 if framed.has_tail:
                     return False  # the writer sends the rest
@@ -267,50 +275,91 @@ class Replicator:
         cfg = self.config
         outbox = peer.outbox
         inbound = peer.inbound
-        timeout = cfg.write_timeout_s
+        ack_held = False  # a bare ACK is being held back for data to ride on
         while True:
             if framed.has_tail:  # left by _write_now: it goes before anything else
-                with trio.fail_after(timeout):
-                    await framed.send_bytes(b"")
+                await self._send(framed, b"")
                 continue
             if outbox.control:
-                with trio.fail_after(timeout):
-                    await framed.send(outbox.control.popleft())
+                await self._send(framed, encode(outbox.control.popleft(), max_frame=cfg.max_frame))
                 continue
             if inbound is not None and inbound.refused and inbound.ack_due:
-                await self._send_ack(framed, inbound)  # refusals travel in an ACK only
+                await self._send_ack(framed, peer, inbound)  # refusals travel in an ACK only
                 continue
             if outbox.pending:
                 first, batch = outbox.take_batch(cfg.batch_max)
                 if batch:
                     ack = 0
                     if inbound is not None and inbound.ack_due:
-                        ack, _ = inbound.take_ack()
-                    data = self._encode(outbox, first, batch, ack)
+                        ack = self._take_ack(peer, inbound)
+                        ack_held = False
+                    probe = self._probe_due(peer)
+                    data = self._encode(outbox, first, batch, ack, probe=probe)
                     if data:
-                        with trio.fail_after(timeout):
-                            await framed.send_bytes(data)
+                        await self._send(framed, data)
                         peer.frames_out += 1
-                        if peer.rtt_probe is None:
+                        if probe:
                             peer.rtt_probe = (outbox.next_seq - 1, self._now())
                     continue
             if inbound is not None and inbound.ack_due:
-                await self._send_ack(framed, inbound)
+                # Delayed ACK (TCP's, RFC 1122 4.2.3.2): a few events' ack waits
+                # up to ACK_DELAY_S for data going back to ride on (a reply);
+                # many events, or a second frame meanwhile, are acked at once.
+                if ack_held or peer.ack_now or inbound.unacknowledged >= ACK_EVERY:
+                    ack_held = False
+                    await self._send_ack(framed, peer, inbound)
+                    continue
+                ack_held = True
+                peer.wake = trio.Event()
+                peer.writer_waiting = True
+                with trio.move_on_after(ACK_DELAY_S):
+                    await peer.wake.wait()
+                peer.writer_waiting = False
                 continue
             peer.wake = trio.Event()
             peer.writer_waiting = True
             await peer.wake.wait()
 
-    async def _send_ack(self, framed: FramedStream, inbound: InboundLink) -> None:
-        upto, refused = inbound.take_ack()
+    async def _send(self, framed: FramedStream, data: bytes) -> None:
+        """Write frames: at once if the socket takes them (no scheduler trip, no
+        timeout scope), else through the stream, bounded by write_timeout_s."""
+        if data and framed.can_write_now:
+            framed.write_now(data)
+            if not framed.has_tail:
+                return
+            data = b""
         with trio.fail_after(self.config.write_timeout_s):
-            await framed.send(Ack(upto, tuple(sorted(refused.items()))))
+            await framed.send_bytes(data)
 
-    def _encode(self, outbox: Outbox, first: int, batch: list[Event], ack: int) -> bytes:
+    def _probe_due(self, peer: PeerLink) -> bool:
+        """Whether the next frame measures the round trip (it then asks for its
+        ack at once). At most one probe per RTT_PROBE_INTERVAL_S: each costs the
+        peer a bare ACK that could otherwise have ridden on a reply."""
+        return peer.rtt_probe is None and self._now() >= peer.next_probe
+
+    @staticmethod
+    def _take_ack(peer: PeerLink, inbound: InboundLink) -> int:
+        """The cumulative ack to piggyback on an EVENTS frame."""
+        peer.ack_now = False
+        return inbound.take_ack()[0]
+
+    async def _send_ack(self, framed: FramedStream, peer: PeerLink, inbound: InboundLink) -> None:
+        peer.ack_now = False
+        upto, refused = inbound.take_ack()
+        ack = Ack(upto, tuple(sorted(refused.items())))
+        await self._send(framed, encode(ack, max_frame=self.config.max_frame))
+
+    def _encode(
+        self, outbox: Outbox, first: int, batch: list[Event], ack: int, *, probe: bool = False
+    ) -> bytes:
         cfg = self.config
         floor = outbox.ack_floor
+        # Ask for the ack at once when it is what lets more go out, or what a
+        # producer waits for, or when the frame measures the round trip (an
+        # ack delay would count as network); else the receiver may hold it.
+        now = probe or outbox.unacked >= outbox.window or self._waiting > 0
         try:
-            return encode(Events(tuple(batch), first, floor, ack), max_frame=cfg.max_frame)
+            return encode(Events(tuple(batch), first, floor, ack, now), max_frame=cfg.max_frame)
         except FrameTooLargeError:
             pass
         # Too big for one frame: drop only events too large alone (counted;
@@ -332,13 +381,15 @@ class Replicator:
         seq = first
         for event, size in sizes:
             if chunk and used + size > limit:
-                frames.append(encode(Events(tuple(chunk), seq, floor, ack), max_frame=limit << 1))
+                frames.append(
+                    encode(Events(tuple(chunk), seq, floor, ack, now), max_frame=limit << 1)
+                )
                 seq += len(chunk)
                 chunk, used = [], 0
             chunk.append(event)
             used += size
         if chunk:
-            frames.append(encode(Events(tuple(chunk), seq, floor, ack), max_frame=limit << 1))
+            frames.append(encode(Events(tuple(chunk), seq, floor, ack, now), max_frame=limit << 1))
         return b"".join(frames)
 
     # --- receiving -----------------------------------------------------------------
@@ -350,7 +401,9 @@ class Replicator:
         outbox = peer.outbox
         probe = peer.rtt_probe
         if probe is not None and upto >= probe[0]:
-            sample = self._now() - probe[1]
+            now = self._now()
+            peer.next_probe = now + RTT_PROBE_INTERVAL_S
+            sample = now - probe[1]
             srtt = peer.round_trip_s
             peer.round_trip_s = sample if srtt is None else srtt + (sample - srtt) / 8
             peer.rtt_probe = None
@@ -379,6 +432,8 @@ class Replicator:
         inbound = peer.inbound
         if not items or inbound is None:
             return
+        if msg.ack_now:
+            peer.ack_now = True
         skip = inbound.begin(msg.first_seq, msg.ack_floor, len(items))
         if skip:
             self.count("duplicates", skip)
@@ -443,7 +498,8 @@ class Replicator:
                 log.warning("clock update from %s failed: %s", name, exc)
         peer.events_in += len(accepted)
         self.deliver_many(accepted)
-        peer.notify()  # an ack is due
+        if inbound.ack_due:  # not if a reply from a subscriber carried it already
+            peer.notify()
 
     def on_heartbeat_clock(self, peer: PeerLink, msg: Heartbeat) -> None:
         """Compare the sender's wall clock with ours, so a skewed peer is flagged on

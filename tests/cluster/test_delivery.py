@@ -217,3 +217,48 @@ async def test_a_late_heartbeat_is_not_taken_for_a_clock_behind(
             net.delay("a", "b", 0.0)
             assert not any(flagged)
             assert abs(nodes["b"].topology()["peer_states"]["a"]["clock_offset_ms"]) < 100
+
+
+async def test_an_ack_rides_on_the_reply_or_waits_at_most_the_ack_delay(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Delayed ACK: a lone event's ack is held for a reply to carry it (no bare
+    ACK frame on a request/reply), and sent alone after ACK_DELAY_S if none comes."""
+    from node.runtime.replication import ACK_DELAY_S
+
+    net = SimNetwork()
+    with trio.fail_after(60):
+        async with cluster(net, ["a", "b"], heartbeat_interval_s=5.0) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            a, b = nodes["a"], nodes["b"]
+            bare_acks = {"a": 0, "b": 0}
+            for name, node in nodes.items():
+                replication = node.bridge.replication
+                original = replication._send_ack
+
+                async def counted(*args: object, _o=original, _n=name) -> None:  # type: ignore[no-untyped-def]
+                    bare_acks[_n] += 1
+                    await _o(*args)
+
+                replication._send_ack = counted  # type: ignore[method-assign]
+            b.subscribe("task_execution", lambda e: b.publish("status_update", e.data))
+            answers: list[Event] = []
+            a.subscribe("status_update", answers.append)
+            await trio.sleep(1)
+            # A first question and answer: their frames measure the round trip
+            # (acked at once); the next probes are RTT_PROBE_INTERVAL_S away.
+            a.publish("task_execution", {"i": 0})
+            await wait_for(lambda: len(answers) == 1, step=0.0001)
+            await trio.sleep(0.01)
+            for name in bare_acks:
+                bare_acks[name] = 0
+            # The next question: its answer carries b's ack, no bare ACK from b.
+            a.publish("task_execution", {"i": 1})
+            await wait_for(lambda: len(answers) == 2, step=0.0001)
+            assert bare_acks["b"] == 0
+            # a's ack of the answer waits for something to ride on; none comes,
+            # so it goes alone after the delay.
+            start = trio.current_time()
+            await wait_for(lambda: bare_acks["a"] == 1, step=0.0001)
+            assert trio.current_time() - start == pytest.approx(ACK_DELAY_S, abs=1e-4)
+            assert b.variety_stats()["peers"]["a"]["sent"] == 2

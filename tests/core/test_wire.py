@@ -48,6 +48,7 @@ SAMPLES = [
     Auth(b"m" * 32),
     Welcome("b"),
     Events((EVENT.to_wire(), EVENT.relayed().to_wire()), 17, 12, 5),
+    Events((EVENT.to_wire(),), 3, 2, 0, True),
     Ack(42, ((40, "clock_offset"), (41, "invalid_event"))),
     Heartbeat(
         "a", 7, ("b", "c"), {"a": "h:1", "b": "h:2"}, {"overall": 0.9, "s1": 1}, "member", 12345
@@ -124,9 +125,10 @@ def test_bad_payload_is_consumed_and_stream_stays_usable() -> None:
     ("data", "error", "match"),
     [
         (struct.pack(">I", 3) + b"\xc1\xc1\xc1", MalformedFrameError, "not msgpack"),
-        (frame([4]), InvalidMessageError, "EVENTS needs 4 fields"),
-        (frame([4, 5, 6, 0, []]), InvalidMessageError, "ack_floor"),
-        (frame([4, 0, 1, 0, []]), InvalidMessageError, "first_seq"),
+        (frame([4]), InvalidMessageError, "EVENTS needs 5 fields"),
+        (frame([4, 5, 6, 0, [], False]), InvalidMessageError, "ack_floor"),
+        (frame([4, 0, 1, 0, [], False]), InvalidMessageError, "first_seq"),
+        (frame([4, 1, 1, 0, [], 1]), InvalidMessageError, "ack_now must be a bool"),
         (frame([10, 3, [[1]]]), InvalidMessageError, "ACK refused"),
         (frame([99, 1]), UnknownMessageError, "unknown message kind 99"),
         (frame(["4", []]), InvalidMessageError, "kind must be an int"),

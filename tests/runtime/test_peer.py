@@ -149,3 +149,49 @@ async def test_unexpected_message_during_handshake(autojump_clock: trio.abc.Cloc
     await fb.send(Events(()))
     with trio.fail_after(30), pytest.raises(HandshakeError, match="expected HELLO, got EVENTS"):
         await handshake(fa, ident("a"), initiator=True, time_limit_s=5)
+
+
+async def test_write_now_keeps_what_the_socket_refuses_and_sends_it_first() -> None:
+    """The publish path's direct write on a real socket: frames the kernel does not
+    take at once are kept and go out first, in order, with the next send."""
+    from node.core.wire import Heartbeat, encode
+
+    left, right = trio.socket.socketpair()
+    with left, right:
+        a = FramedStream(trio.SocketStream(left), max_frame=1 << 22, max_hops=8)
+        b = FramedStream(trio.SocketStream(right), max_frame=1 << 22, max_hops=8)
+        a.established(None, initiator=True)
+        b.established(None, initiator=False)
+        assert a.can_write_now
+        big = encode(Events(tuple({"k": "x" * 1000} for _ in range(3000))), max_frame=1 << 22)
+        a.write_now(big)  # ~3 MB: more than the socket buffers take
+        assert a.has_tail and not a.can_write_now
+        last = Heartbeat("a", 1, (), {}, {}, "member", 5)
+        received: list[object] = []
+
+        async def read() -> None:
+            for _ in range(2):
+                received.append(await b.receive())
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read)
+                await a.send(last)  # the tail first, then this frame
+        assert not a.has_tail and a.can_write_now
+        first, second = received
+        assert isinstance(first, Events) and len(first.events) == 3000
+        assert second == last
+        assert a.bytes_out == len(big) + len(encode(last))
+
+
+async def test_write_now_is_not_offered_where_it_cannot_work() -> None:
+    """TLS and other streams, and a closed socket: the writer task sends instead."""
+    net = SimNetwork()
+    fa, _ = await pair(net)
+    assert not fa.can_write_now  # not a plain TCP socket stream
+    left, right = trio.socket.socketpair()
+    right.close()
+    stream = FramedStream(trio.SocketStream(left), max_frame=1 << 20, max_hops=8)
+    assert stream.can_write_now
+    left.close()
+    assert not stream.can_write_now
