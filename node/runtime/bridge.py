@@ -101,6 +101,8 @@ class PeerLink:
     next_probe: float = float("-inf")  # no new probe before (replication's clock)
     round_trip_s: float | None = None
     ack_now: bool = False  # its last frame asked for an ack without delay
+    ack_deadline: float = float("inf")  # a held (delayed) ack goes out by then
+    idle_scope: trio.CancelScope | None = None  # the writer's wait for work
     # Its algedonic UDP port from its last HELLO (0: it has none; None: no HELLO yet).
     algedonic_port: int | None = None
 

@@ -196,6 +196,7 @@ class FramedStream:
             if msg is not None:
                 return msg
             try:
+                await trio.lowlevel.checkpoint()
                 data = await self.stream.receive_some(RECEIVE_CHUNK)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise ConnectionClosedError(f"receive failed: {exc or type(exc).__name__}") from exc

@@ -61,6 +61,8 @@ _HLC = operator.itemgetter(4)  # Event.hlc, in C
 # outgoing frame to ride on (epoll's timeout has millisecond steps).
 ACK_EVERY = 128
 ACK_DELAY_S = 0.001
+_NEVER = float("inf")
+
 # Round-trip samples (frames whose ack is asked for at once): at most this often.
 RTT_PROBE_INTERVAL_S = 0.1
 
@@ -234,6 +236,7 @@ class Replicator:
 
     def session_ended(self, peer: PeerLink) -> None:
         peer.rtt_probe = None  # an ack for it cannot come now
+        peer.ack_now, peer.ack_deadline, peer.idle_scope = False, _NEVER, None
         peer.outbox.set_connected(False)
         self._signal_progress()  # an unreachable peer never blocks a producer
 
@@ -275,7 +278,6 @@ class Replicator:
         cfg = self.config
         outbox = peer.outbox
         inbound = peer.inbound
-        ack_held = False  # a bare ACK is being held back for data to ride on
         while True:
             if framed.has_tail:  # left by _write_now: it goes before anything else
                 await self._send(framed, b"")
@@ -292,7 +294,6 @@ class Replicator:
                     ack = 0
                     if inbound is not None and inbound.ack_due:
                         ack = self._take_ack(peer, inbound)
-                        ack_held = False
                     probe = self._probe_due(peer)
                     data = self._encode(outbox, first, batch, ack, probe=probe)
                     if data:
@@ -301,24 +302,33 @@ class Replicator:
                         if probe:
                             peer.rtt_probe = (outbox.next_seq - 1, self._now())
                     continue
-            if inbound is not None and inbound.ack_due:
-                # Delayed ACK (TCP's, RFC 1122 4.2.3.2): a few events' ack waits
-                # up to ACK_DELAY_S for data going back to ride on (a reply);
-                # many events, or a second frame meanwhile, are acked at once.
-                if ack_held or peer.ack_now or inbound.unacknowledged >= ACK_EVERY:
-                    ack_held = False
-                    await self._send_ack(framed, peer, inbound)
-                    continue
-                ack_held = True
-                peer.wake = trio.Event()
-                peer.writer_waiting = True
-                with trio.move_on_after(ACK_DELAY_S):
-                    await peer.wake.wait()
-                peer.writer_waiting = False
+            # Delayed ACK (TCP's, RFC 1122 4.2.3.2): a few events' ack waits up
+            # to ACK_DELAY_S for data going back to ride on (a reply); many
+            # events, or a frame that asks for it, are acked at once.
+            if inbound is not None and inbound.ack_due and self._ack_now(peer, inbound):
+                await self._send_ack(framed, peer, inbound)
                 continue
-            peer.wake = trio.Event()
-            peer.writer_waiting = True
+            await self._idle(peer)
+
+    def _ack_now(self, peer: PeerLink, inbound: InboundLink) -> bool:
+        """Whether an owed ack goes out now; else its deadline is armed."""
+        if peer.ack_now or inbound.unacknowledged >= ACK_EVERY:
+            return True
+        now = self._now()
+        if peer.ack_deadline == _NEVER:
+            peer.ack_deadline = now + ACK_DELAY_S
+        return now >= peer.ack_deadline
+
+    async def _idle(self, peer: PeerLink) -> None:
+        """Wait for work: a notify, or the held ack's deadline (on_events moves
+        it without waking us, so a reply published meanwhile carries the ack)."""
+        peer.wake = trio.Event()
+        peer.writer_waiting = True
+        with trio.CancelScope(deadline=peer.ack_deadline) as scope:
+            peer.idle_scope = scope
             await peer.wake.wait()
+        peer.idle_scope = None
+        peer.writer_waiting = False
 
     async def _send(self, framed: FramedStream, data: bytes) -> None:
         """Write frames: at once if the socket takes them (no scheduler trip, no
@@ -341,10 +351,12 @@ class Replicator:
     def _take_ack(peer: PeerLink, inbound: InboundLink) -> int:
         """The cumulative ack to piggyback on an EVENTS frame."""
         peer.ack_now = False
+        peer.ack_deadline = _NEVER
         return inbound.take_ack()[0]
 
     async def _send_ack(self, framed: FramedStream, peer: PeerLink, inbound: InboundLink) -> None:
         peer.ack_now = False
+        peer.ack_deadline = _NEVER
         upto, refused = inbound.take_ack()
         ack = Ack(upto, tuple(sorted(refused.items())))
         await self._send(framed, encode(ack, max_frame=self.config.max_frame))
@@ -499,7 +511,19 @@ class Replicator:
         peer.events_in += len(accepted)
         self.deliver_many(accepted)
         if inbound.ack_due:  # not if a reply from a subscriber carried it already
+            self._ack_due(peer, inbound)
+
+    def _ack_due(self, peer: PeerLink, inbound: InboundLink) -> None:
+        """An ack is owed: wake the writer now if it is urgent, else arm the
+        delayed-ack deadline on its idle wait without waking it."""
+        if peer.ack_now or inbound.unacknowledged >= ACK_EVERY or inbound.refused:
             peer.notify()
+            return
+        if peer.ack_deadline == _NEVER:
+            peer.ack_deadline = self._now() + ACK_DELAY_S
+            scope = peer.idle_scope
+            if scope is not None:
+                scope.deadline = peer.ack_deadline
 
     def on_heartbeat_clock(self, peer: PeerLink, msg: Heartbeat) -> None:
         """Compare the sender's wall clock with ours, so a skewed peer is flagged on
