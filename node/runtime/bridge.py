@@ -611,6 +611,11 @@ class ClusterBridge:
                     ended = handler(peer, msg)
                     if ended:
                         return ended
+                    if type(msg) is Events:
+                        # One frame of events at a time, then the others run
+                        # (an alarm's datagram, a reply's requester): a read
+                        # of 64 KiB can hold a few hundred events.
+                        await trio.lowlevel.checkpoint()
                     continue
                 other = self.handlers.get(type(msg))
                 if other is None:

@@ -336,6 +336,9 @@ class Replicator:
         if data and framed.can_write_now:
             framed.write_now(data)
             if not framed.has_tail:
+                # As send_all would: let the others run (the publisher, the
+                # reader with acks, alarms) before the next frame is built.
+                await trio.lowlevel.checkpoint()
                 return
             data = b""
         with trio.fail_after(self.config.write_timeout_s):

@@ -32,6 +32,7 @@ import trio
 
 from node import NodeConfig, open_node
 from node.core.events import Event
+from node.runtime.gctune import tune_gc
 
 COOKIE = "bench-algedonic-1"
 UNLIMITED = {"s1_operational": None}
@@ -168,6 +169,10 @@ async def main(n: int, mode: str) -> None:
 
 
 if __name__ == "__main__":
+    # Every node process collects garbage as the daemon does (node.runtime.gctune);
+    # VSM_BENCH_GC=default keeps CPython's defaults, to compare.
+    if os.environ.get("VSM_BENCH_GC") != "default":
+        tune_gc()
     if len(sys.argv) > 1 and sys.argv[1] == "--peer":
         trio.run(peer, sys.argv[2], sys.argv[3], sys.argv[4])
     else:
