@@ -116,7 +116,7 @@ class Replicator:
 
     def replicate(self, event: Event) -> Verdict:
         """Admit ``event`` through variety control and queue it for every peer."""
-        verdict = self.variety.admit(event, self._now())
+        verdict = self.variety.admit_by(event, self._now)
         peers = self.peers.values()
         if verdict is Verdict.ADMIT:
             for peer in peers:

@@ -676,3 +676,22 @@ def test_admitted_never_exceeds_capacity_plus_quota_times_time(
         now += dt
         admitted += admits(vm, now, n, make=lambda i: ev("custom", {f"k{i}": 1}))
         assert admitted <= capacity + quota * now + 1e-6
+
+
+def test_admit_by_reads_the_clock_only_for_a_limited_lane() -> None:
+    vm = VarietyManager(quotas={"s1_operational": None, "s3_control": 2})
+    reads: list[int] = []
+
+    def clock() -> float:
+        reads.append(1)
+        return 10.0
+
+    for i in range(5):
+        assert vm.admit_by(unique(i), clock) is Verdict.ADMIT  # S1: unlimited
+    assert reads == []
+    assert channel_stats(vm)["offered"] == 5 and channel_stats(vm)["admitted"] == 5
+    limited = [ev(type="resource_allocation", data={f"k{i}": i}) for i in range(4)]
+    verdicts = [vm.admit_by(e, clock) for e in limited]
+    assert len(reads) == 4  # once per event of the limited lane
+    assert verdicts[:2] == [Verdict.ADMIT, Verdict.ADMIT]  # a bucket of 2
+    assert Verdict.ADMIT not in verdicts[2:]
