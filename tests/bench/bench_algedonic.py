@@ -13,7 +13,9 @@ modes:
   default quota; variety control admits 1000/s and folds or throttles the rest);
 * ``all-default``: all five nodes flood at the default S1 quota (1000/s admitted
   per node, the rest compressed or throttled by variety control);
-* ``all-lifted``: all five flood with the quota lifted (plain CPU overload).
+* ``all-lifted``: all five flood with the quota lifted (plain CPU overload);
+* ``a-send``: only ``a`` floods, quota lifted, with ``await node.send`` (the
+  producer waits while a peer's queue is deep) instead of ``publish``.
 
 Prints p50/p95/p99/max of the call's ``latency_ms`` (until the last
 confirmation) and which path the confirmations came by. Goal: p99 under 10 ms.
@@ -42,15 +44,23 @@ MODES: dict[str, tuple[bool, bool, float | None]] = {
     "all-paced": (False, True, 10_000.0),
     "all-default": (False, True, None),
     "all-lifted": (True, True, None),
+    "a-send": (True, False, None),
 }
+SENDING = {"a-send"}  # modes whose flood uses send() (backpressure), not publish()
 PEERS = ["b", "c", "d", "e"]
 PAIN = {"type": "pain", "severity": 5, "source": "bench", "data": {"i": 0}}
 
 
-async def flood(node: Any, on: list[bool], rate: float | None) -> None:
-    """Publish S1 events while ``on[0]``: ``rate`` per second, or flat out if None."""
+async def flood(node: Any, on: list[bool], rate: float | None, send: bool = False) -> None:
+    """Publish S1 events while ``on[0]``: ``rate`` per second, or flat out if None
+    (with ``send``: each through ``await node.send``, as fast as the peers take them)."""
     i = 0
     while True:
+        if on[0] and send:
+            for _ in range(200):
+                await node.send("task_execution", {"task": i, "worker": node.name, "ms": 1.5})
+                i += 1
+            continue
         if on[0]:
             for _ in range(200 if rate is None else int(rate / 100)):
                 node.publish("task_execution", {"task": i, "worker": node.name, "ms": 1.5})
@@ -155,7 +165,7 @@ async def main(n: int, mode: str) -> None:
             async with trio.open_nursery() as nursery:
                 # S5, so it is not queued behind a's own flood (general goes last)
                 a.publish("policy_update", {"bench_flood": everyone})
-                nursery.start_soon(flood, a, on, rate)
+                nursery.start_soon(flood, a, on, rate, mode in SENDING)
                 await trio.sleep(1)  # the lanes fill
                 await phase(a, n, f"S1 flood ({mode})")
                 on[0] = False
