@@ -12,7 +12,7 @@ import getpass
 import logging
 import secrets
 import socket
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -278,18 +278,10 @@ class Node:
         await self.bridge.replication.flush(timeout)
 
     def _dispatch(self, event: Event) -> None:
-        route = self._routes.get(event.type)
-        if route is None or route[0] is not event.channel:
-            route = self._route(event.type, event.channel)
-        for sub in route[1]:
-            try:
-                sub.callback(event)
-            except Exception:
-                self.delivery_errors += 1
-                log.exception("subscriber to %s failed on %s", sub.key, event.type)
+        self._dispatch_many((event,))
 
-    def _dispatch_many(self, events: list[Event]) -> None:
-        """_dispatch for a received batch, in one call."""
+    def _dispatch_many(self, events: Sequence[Event]) -> None:
+        """Deliver to local subscribers: one event, or a received batch in one call."""
         routes = self._routes
         for event in events:
             route = routes.get(event.type)

@@ -40,8 +40,8 @@ from node.errors import BackpressureTimeout, ClockError, FrameTooLargeError, Pro
 if TYPE_CHECKING:
     from node.config import NodeConfig
     from node.core.link import InboundLink
-    from node.runtime.bridge import PeerLink
     from node.runtime.peer import FramedStream
+    from node.runtime.peerlink import PeerLink
 
 log = logging.getLogger("vsm.replication")
 
@@ -258,21 +258,31 @@ class Replicator:
             or not framed.can_write_now
         ):
             return False
-        first, batch = outbox.take_batch(self.config.batch_max)
-        if batch:
-            ack = 0
-            if inbound is not None and inbound.ack_due:
-                ack = self._take_ack(peer, inbound)
-            probe = self._probe_due(peer)
-            data = self._encode(outbox, first, batch, ack, probe=probe)
-            if data:
-                framed.write_now(data)
-                peer.frames_out += 1
-                if probe:
-                    peer.rtt_probe = (outbox.next_seq - 1, self._now())
-                if framed.has_tail:
-                    return False  # the writer sends the rest
+        frame = self._next_frame(peer)
+        if frame is not None and frame[0]:
+            framed.write_now(frame[0])
+            self._wrote(peer, frame[1])
+            if framed.has_tail:
+                return False  # the writer sends the rest
         return True
+
+    def _next_frame(self, peer: PeerLink) -> tuple[bytes, bool] | None:
+        """The next EVENTS frame(s) for ``peer`` (None: nothing to take; b"": every
+        event taken was too large and dropped), the reverse direction's ack riding
+        on it, and whether it is a round-trip probe."""
+        outbox = peer.outbox
+        inbound = peer.inbound
+        first, batch = outbox.take_batch(self.config.batch_max)
+        if not batch:
+            return None
+        ack = self._take_ack(peer, inbound) if inbound is not None and inbound.ack_due else 0
+        probe = self._probe_due(peer)
+        return self._encode(outbox, first, batch, ack, probe=probe), probe
+
+    def _wrote(self, peer: PeerLink, probe: bool) -> None:
+        peer.frames_out += 1
+        if probe:
+            peer.rtt_probe = (peer.outbox.next_seq - 1, self._now())
 
     async def writer(self, peer: PeerLink, framed: FramedStream) -> None:
         cfg = self.config
@@ -288,20 +298,12 @@ class Replicator:
             if inbound is not None and inbound.refused and inbound.ack_due:
                 await self._send_ack(framed, peer, inbound)  # refusals travel in an ACK only
                 continue
-            if outbox.pending:
-                first, batch = outbox.take_batch(cfg.batch_max)
-                if batch:
-                    ack = 0
-                    if inbound is not None and inbound.ack_due:
-                        ack = self._take_ack(peer, inbound)
-                    probe = self._probe_due(peer)
-                    data = self._encode(outbox, first, batch, ack, probe=probe)
-                    if data:
-                        await self._send(framed, data)
-                        peer.frames_out += 1
-                        if probe:
-                            peer.rtt_probe = (outbox.next_seq - 1, self._now())
-                    continue
+            frame = self._next_frame(peer) if outbox.pending else None
+            if frame is not None:
+                if frame[0]:
+                    await self._send(framed, frame[0])
+                    self._wrote(peer, frame[1])
+                continue
             # Delayed ACK (TCP's, RFC 1122 4.2.3.2): a few events' ack waits up
             # to ACK_DELAY_S for data going back to ride on (a reply); many
             # events, or a frame that asks for it, are acked at once.
