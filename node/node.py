@@ -226,7 +226,7 @@ class Node:
             # governance is never originated outside the surviving side (DegradedError)
             self.detector.check_may_originate(channel)
         event = _new(Event, (event_type, channel, payload, self.name, self.hlc.now(), 0, False))
-        self._dispatch(event)
+        self._dispatch_many((event,))
         self._replicate(event)
         return event
 
