@@ -113,8 +113,11 @@ class FramedStream:
         self._send_lock = trio.Lock()
         self._sealer: FrameSealer | None = None
         self._opener: FrameOpener | None = None
-        # write_now: only on a plain TCP stream (TLS has its own buffering).
-        self._socket = stream.socket if type(stream) is trio.SocketStream else None
+        # write_now: only on a plain TCP stream (TLS has its own buffering), where
+        # a socket is a file descriptor (POSIX).
+        self._socket: trio.socket.SocketType | None = None
+        if isinstance(stream, trio.SocketStream) and os.name == "posix":
+            self._socket = stream.socket
         self._tail = b""  # sealed bytes write_now could not write: they go first
 
     @property
