@@ -254,7 +254,8 @@ class Node:
 
         Returns at once while every connected member's queue (events not yet
         acknowledged) is at most ``send_high_water`` (looked at every 128 sends,
-        so it may be passed by that many); above it, waits until it is below
+        so it may be passed by that many, and whenever the link was idle);
+        above it, waits until it is below
         ``send_low_water``. Observers and unreachable peers never make
         it wait (their events wait in the backlog). BackpressureTimeout after
         ``timeout`` seconds (default: the ``send_timeout_s`` setting); the
@@ -266,7 +267,7 @@ class Node:
             wait = self.config.send_timeout_s if timeout is None else timeout
             await replication.wait_for_room(wait)
         # else: no checkpoint at all (0.3 µs even for checkpoint_if_cancelled):
-        # one in 128 sends, or one a millisecond, is a full checkpoint.
+        # one in 128 sends, or one that woke an idle writer, is a full checkpoint.
         return event
 
     async def flush(self, timeout: float | None = None) -> None:  # noqa: ASYNC109

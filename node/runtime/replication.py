@@ -51,9 +51,8 @@ INVALID = "invalid_event"
 SOURCE_MISMATCH = "source_mismatch"
 
 # Below high water, send() measures the queues and yields to the scheduler once
-# per this many sends, and whenever the last time is this long ago (seconds).
+# per this many sends, and whenever its event woke an idle writer.
 _CHECK_EVERY = 128
-_YIELD_EVERY_S = 0.001
 
 _HLC = operator.itemgetter(4)  # Event.hlc, in C
 
@@ -98,7 +97,7 @@ class Replicator:
         self._progress = trio.Event()
         self._waiting = 0
         self._unchecked = 0  # sends since send() last looked at the queues
-        self._yielded_at = float("-inf")
+        self._woke = False  # publish woke an idle writer (it runs once we yield)
         # trio.current_time() looks the clock up on every call; the publish
         # path asks once per event.
         self._now: Callable[[], float] = trio.lowlevel.current_clock().current_time
@@ -124,6 +123,7 @@ class Replicator:
                 outbox.offer(event)
                 if peer.writer_waiting and (outbox.unacked or not self._write_now(peer)):
                     peer.notify()
+                    self._woke = True
         elif verdict is Verdict.COMPRESS:
             for peer in peers:
                 peer.outbox.count_compressed()
@@ -175,13 +175,15 @@ class Replicator:
         nor a trip through the scheduler (then only cancellation is honoured).
 
         A full checkpoint per event costs more than the event, and so does
-        measuring every queue: both happen every ``_CHECK_EVERY`` sends, or when
-        the last was a while ago (a sporadic sender's event leaves at once), in
+        measuring every queue: both happen every ``_CHECK_EVERY`` sends, and
+        when this send's event woke an idle writer (which runs only once the
+        producer yields: a sporadic sender's event leaves at once; where the
+        publish path wrote it to the socket itself, nothing waits), in
         :meth:`wait_for_room`. The high-water mark may so be passed by at most
         ``_CHECK_EVERY`` events.
         """
         self._unchecked += 1
-        return self._unchecked < _CHECK_EVERY and self._now() - self._yielded_at < _YIELD_EVERY_S
+        return self._unchecked < _CHECK_EVERY and not self._woke
 
     async def wait_for_room(self, limit_s: float | None) -> None:
         """Return at once unless the slowest connected member's queue is above the
@@ -189,6 +191,7 @@ class Replicator:
         BackpressureTimeout after ``limit_s`` seconds."""
         cfg = self.config
         self._unchecked = 0
+        self._woke = False
         depth, name = self.worst_depth()
         if depth > cfg.send_high_water:
             await self._wait_until(
@@ -201,7 +204,6 @@ class Replicator:
             )
         else:
             await trio.lowlevel.checkpoint()
-        self._yielded_at = self._now()
 
     async def flush(self, limit_s: float | None) -> None:
         """Wait until every connected peer has acknowledged everything queued for it."""
