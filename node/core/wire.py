@@ -467,6 +467,9 @@ _DECODERS: dict[int, Any] = {
 }
 
 
+_ALGEDONIC = int(Kind.ALGEDONIC)  # once: an Enum member read from its class is slow
+
+
 def pack_default(obj: object) -> Any:
     """msgpack's hook for what it cannot pack itself: a Channel packs as its value.
 
@@ -530,7 +533,7 @@ def decode_payload(payload: bytes, *, max_hops: int = DEFAULT_MAX_HOPS) -> AnyMe
     if decoder is None:
         raise UnknownMessageError(f"unknown message kind {kind}")
     fields = obj[1:]
-    if kind == Kind.ALGEDONIC:
+    if kind == _ALGEDONIC:
         return decoder(fields, max_hops=max_hops)  # type: ignore[no-any-return]
     return decoder(fields)  # type: ignore[no-any-return]
 

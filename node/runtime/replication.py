@@ -55,6 +55,8 @@ SOURCE_MISMATCH = "source_mismatch"
 _CHECK_EVERY = 128
 
 _HLC = operator.itemgetter(4)  # Event.hlc, in C
+# Enum members looked up once (from their class: about 0.14 µs each in 3.11).
+_ADMIT, _COMPRESS = Verdict.ADMIT, Verdict.COMPRESS
 
 # Delayed ACK: fewer than ACK_EVERY events' ack waits up to ACK_DELAY_S for an
 # outgoing frame to ride on (epoll's timeout has millisecond steps).
@@ -117,14 +119,14 @@ class Replicator:
         """Admit ``event`` through variety control and queue it for every peer."""
         verdict = self.variety.admit_by(event, self._now)
         peers = self.peers.values()
-        if verdict is Verdict.ADMIT:
+        if verdict is _ADMIT:
             for peer in peers:
                 outbox = peer.outbox
                 outbox.offer(event)
                 if peer.writer_waiting and (outbox.unacked or not self._write_now(peer)):
                     peer.notify()
                     self._woke = True
-        elif verdict is Verdict.COMPRESS:
+        elif verdict is _COMPRESS:
             for peer in peers:
                 peer.outbox.count_compressed()
         else:
