@@ -148,7 +148,8 @@ class Node:
             signal_session=self.algedonic.serve_signal_connection,
             datagrams=self.algedonic.open_datagrams,  # bound before the first HELLO
         )
-        self._replicate = self.bridge.replication.replicate  # once per event: no lookups
+        self._replication = self.bridge.replication
+        self._replicate = self._replication.replicate  # once per event: no lookups
         # Persistence in data_dir (issue 10): opened by open_node, see open_storage().
         self.journal: Journal | None = None
         self.subscribe(Channel.ALGEDONIC, self._journal_algedonic)
@@ -265,7 +266,7 @@ class Node:
         event was published all the same.
         """
         event = self.publish(event_type, data)
-        replication = self.bridge.replication
+        replication = self._replication
         if not replication.sent_without_check():
             wait = self.config.send_timeout_s if timeout is None else timeout
             await replication.wait_for_room(wait)

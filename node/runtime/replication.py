@@ -442,7 +442,10 @@ class Replicator:
             peer.refused_by_peer = False
             log.info("%s accepts our events again", peer.name)
         if outbox.on_ack(upto, refused):
-            self._signal_progress()
+            # Waiters want a queue below low water (send) or empty (flush):
+            # waking them for every ack above that only costs a trip each.
+            if self._waiting and outbox.depth <= self.config.send_low_water:
+                self._signal_progress()
             if outbox.pending:
                 peer.notify()  # the window has room again
 
