@@ -364,11 +364,14 @@ class Replicator:
         return inbound.take_ack()[0]
 
     async def _send_ack(self, framed: FramedStream, peer: PeerLink, inbound: InboundLink) -> None:
+        await self._send(framed, self._ack_frame(peer, inbound))
+
+    def _ack_frame(self, peer: PeerLink, inbound: InboundLink) -> bytes:
+        """A bare ACK for everything processed (with the refusals still owed)."""
         peer.ack_now = False
         peer.ack_deadline = _NEVER
         upto, refused = inbound.take_ack()
-        ack = Ack(upto, tuple(sorted(refused.items())))
-        await self._send(framed, encode(ack, max_frame=self.config.max_frame))
+        return encode(Ack(upto, tuple(sorted(refused.items()))), max_frame=self.config.max_frame)
 
     def _encode(
         self, outbox: Outbox, first: int, batch: list[Event], ack: int, *, probe: bool = False
@@ -526,9 +529,22 @@ class Replicator:
             self._ack_due(peer, inbound)
 
     def _ack_due(self, peer: PeerLink, inbound: InboundLink) -> None:
-        """An ack is owed: wake the writer now if it is urgent, else arm the
-        delayed-ack deadline on its idle wait without waking it."""
+        """An ack is owed: if it is urgent, send it now (straight to the socket
+        when the writer is idle, else by waking the writer); if not, arm the
+        delayed-ack deadline on the writer's idle wait without waking it."""
         if peer.ack_now or inbound.unacknowledged >= ACK_EVERY or inbound.refused:
+            framed = peer.framed
+            if (
+                peer.writer_waiting
+                and framed is not None
+                and not peer.outbox.control
+                and framed.can_write_now
+            ):
+                # The writer is idle: send it from here, as publish does events;
+                # a round through the scheduler would hold the sender's window.
+                framed.write_now(self._ack_frame(peer, inbound))
+                if not framed.has_tail:
+                    return
             peer.notify()
             return
         if peer.ack_deadline == _NEVER:
