@@ -8,16 +8,21 @@ receiving side an InboundLink (node.core.link: the highest number processed).
 - ``replicate`` (the publish path) is synchronous: variety control, then an
   append to each peer's outbox. Publishing never waits on the network;
   ``wait_for_room`` (``Node.send``) and ``flush`` are the waiting forms.
-- Each connection's writer follows Nagle's rule, not a timer: when idle it
-  writes what there is at once (a lone event or alarm goes out alone); events
-  that arrive while a write is in progress form the next batch. Control
-  messages (heartbeats, acks) and alarms go first.
+- Sending follows Nagle's rule, not a timer: on an idle link (writer waiting,
+  nothing in flight) the publish path writes the frame to the socket itself
+  (``_write_now``; plain TCP only); events that arrive while frames are in
+  flight or being written form the next batch, written by the connection's
+  writer task. Control messages (heartbeats, acks) and alarms go first.
 - The receiver validates each event on its own (a bad one is refused, the
   rest delivered), refuses events whose clock is too far ahead, updates the
   HLC once per batch with the batch's maximum before delivering (so replies
   stamped by subscribers come after what they answer), and acknowledges
   cumulatively; refusals travel back with the ack and are counted by the
   sender as dropped with their reason.
+- Acks ride on frames going back where they can. A bare ACK goes at once for
+  ACK_EVERY events, refusals, or a frame flagged ``ack_now`` (the sender's
+  window is full, a producer waits, or it measures the round trip), and
+  otherwise after at most ACK_DELAY_S (TCP's delayed ACK).
 """
 
 from __future__ import annotations
