@@ -257,16 +257,10 @@ class Replicator:
         waking the writer task (a trip through the scheduler on every hop of a
         request/reply). False if that cannot be done here (TLS, control
         messages or refusals first, a write in progress): wake the writer."""
-        framed = peer.framed
-        outbox = peer.outbox
+        framed = self._writable_here(peer)
         inbound = peer.inbound
-        if (
-            framed is None
-            or outbox.control
-            or (inbound is not None and inbound.refused)
-            or not framed.can_write_now
-        ):
-            return False
+        if framed is None or (inbound is not None and inbound.refused):
+            return False  # refusals travel in an ACK only: the writer sends it first
         frame = self._next_frame(peer)
         if frame is not None and frame[0]:
             framed.write_now(frame[0])
@@ -274,6 +268,21 @@ class Replicator:
             if framed.has_tail:
                 return False  # the writer sends the rest
         return True
+
+    @staticmethod
+    def _writable_here(peer: PeerLink) -> FramedStream | None:
+        """The connection, if a frame may be written to it from outside the
+        writer task right now: the writer idle, no control message queued
+        ahead, a plain socket with nothing else being written (None if not)."""
+        framed = peer.framed
+        if (
+            framed is None
+            or not peer.writer_waiting
+            or peer.outbox.control
+            or not framed.can_write_now
+        ):
+            return None
+        return framed
 
     def _next_frame(self, peer: PeerLink) -> tuple[bytes, bool] | None:
         """The next EVENTS frame(s) for ``peer`` (None: nothing to take; b"": every
@@ -316,19 +325,26 @@ class Replicator:
             # Delayed ACK (TCP's, RFC 1122 4.2.3.2): a few events' ack waits up
             # to ACK_DELAY_S for data going back to ride on (a reply); many
             # events, or a frame that asks for it, are acked at once.
-            if inbound is not None and inbound.ack_due and self._ack_now(peer, inbound):
+            if inbound is not None and inbound.ack_due and self._ack_goes_now(peer, inbound):
                 await self._send_ack(framed, peer, inbound)
                 continue
             await self._idle(peer)
 
-    def _ack_now(self, peer: PeerLink, inbound: InboundLink) -> bool:
-        """Whether an owed ack goes out now; else its deadline is armed."""
-        if peer.ack_now or inbound.unacknowledged >= ACK_EVERY:
-            return True
-        now = self._now()
+    @staticmethod
+    def _ack_urgent(peer: PeerLink, inbound: InboundLink) -> bool:
+        """An owed ack that is not delayed: many events, refusals, or a frame
+        that asked for it (``ack_now``)."""
+        return peer.ack_now or inbound.unacknowledged >= ACK_EVERY or bool(inbound.refused)
+
+    def _ack_deadline(self, peer: PeerLink) -> float:
+        """When the owed ack goes out at the latest (armed on first asking)."""
         if peer.ack_deadline == _NEVER:
-            peer.ack_deadline = now + ACK_DELAY_S
-        return now >= peer.ack_deadline
+            peer.ack_deadline = self._now() + ACK_DELAY_S
+        return peer.ack_deadline
+
+    def _ack_goes_now(self, peer: PeerLink, inbound: InboundLink) -> bool:
+        """Whether an owed ack goes out now; else its deadline is armed."""
+        return self._ack_urgent(peer, inbound) or self._now() >= self._ack_deadline(peer)
 
     async def _idle(self, peer: PeerLink) -> None:
         """Wait for work: a notify, or the held ack's deadline (on_events moves
@@ -537,14 +553,9 @@ class Replicator:
         """An ack is owed: if it is urgent, send it now (straight to the socket
         when the writer is idle, else by waking the writer); if not, arm the
         delayed-ack deadline on the writer's idle wait without waking it."""
-        if peer.ack_now or inbound.unacknowledged >= ACK_EVERY or inbound.refused:
-            framed = peer.framed
-            if (
-                peer.writer_waiting
-                and framed is not None
-                and not peer.outbox.control
-                and framed.can_write_now
-            ):
+        if self._ack_urgent(peer, inbound):
+            framed = self._writable_here(peer)
+            if framed is not None:
                 # The writer is idle: send it from here, as publish does events;
                 # a round through the scheduler would hold the sender's window.
                 framed.write_now(self._ack_frame(peer, inbound))
@@ -552,11 +563,10 @@ class Replicator:
                     return
             peer.notify()
             return
-        if peer.ack_deadline == _NEVER:
-            peer.ack_deadline = self._now() + ACK_DELAY_S
-            scope = peer.idle_scope
-            if scope is not None:
-                scope.deadline = peer.ack_deadline
+        deadline = self._ack_deadline(peer)
+        scope = peer.idle_scope
+        if scope is not None and scope.deadline != deadline:
+            scope.deadline = deadline
 
     def on_heartbeat_clock(self, peer: PeerLink, msg: Heartbeat) -> None:
         """Compare the sender's wall clock with ours, so a skewed peer is flagged on
