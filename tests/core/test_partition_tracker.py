@@ -416,8 +416,11 @@ class TrackerMachine(RuleBasedStateMachine):
         stable = self.now - self.last_change >= STABLE
         if ChangeKind.DECIDED in kinds(changes) and self.t.in_force is None:
             assert stable
-        if stable and self.t.in_force is None:
+        if stable:
+            # settled, with or without a decision in force: instability starts
+            # again only with the next change of picture
             self.unstable_since = None
+        if stable and self.t.in_force is None:
             assert self.t.settled and not self.t.down_all
             if self.picture.healthy:
                 assert self.t.role is Role.PRIMARY
