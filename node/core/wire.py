@@ -13,12 +13,13 @@ from __future__ import annotations
 import enum
 import struct
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 import attrs
 import msgpack
 
+from node.core.batch import Run, runs_of
 from node.core.events import DEFAULT_MAX_HOPS, Channel, Event
 from node.core.hlc import MAX_NODE_NAME, Timestamp
 from node.errors import (
@@ -36,7 +37,8 @@ from node.errors import (
 #    An event is [type, channel, data, source, [physical, logical, node], hops,
 #    compressed] (the hlc nested: batches pack the Event tuples as they are).
 #    EVENTS ends in ack_now (the receiver delays other acks).
-PROTOCOL_VERSION = 4
+# 5: EVENTS carry their events in runs (node.core.batch), not one array each.
+PROTOCOL_VERSION = 5
 DEFAULT_MAX_FRAME = 1 << 20
 HEADER = struct.Struct(">I")
 HEADER_SIZE = HEADER.size
@@ -220,14 +222,15 @@ class Events:
     number; ``ack`` piggybacks the sender's cumulative ack of the reverse
     direction (0: none).
 
-    ``events`` holds Event objects when built locally. Decoded from the wire it
-    holds the raw event arrays, validated one by one by the receiver
-    (``Event.from_wire``), so that one bad event is refused on its own and the
-    link's numbering stays whole.
+    The events travel in runs (node.core.batch): :meth:`of` groups Event
+    objects. Decoded from the wire, only the runs' shape has been checked (so
+    the frame's numbering is known); the receiver validates their content
+    (``Run.events``, or event by event), so that one bad event is refused on
+    its own and the link's numbering stays whole.
     """
 
     KIND: ClassVar[Kind] = Kind.EVENTS
-    events: tuple[Any, ...]
+    runs: tuple[Run, ...]
     first_seq: int = 1
     ack_floor: int = 1
     ack: int = 0
@@ -235,20 +238,43 @@ class Events:
     # ack delay: its window is full, or a producer waits (QUIC's IMMEDIATE_ACK).
     ack_now: bool = False
 
+    @classmethod
+    def of(
+        cls,
+        events: Sequence[Event],
+        first_seq: int = 1,
+        ack_floor: int = 1,
+        ack: int = 0,
+        ack_now: bool = False,
+    ) -> Events:
+        """The frame for ``events`` (consecutive numbers from ``first_seq``)."""
+        return cls(runs_of(events), first_seq, ack_floor, ack, ack_now)
+
+    @property
+    def count(self) -> int:
+        """How many events (and link sequence numbers) the frame carries."""
+        return sum(len(run.data) for run in self.runs)
+
     def to_wire(self) -> list[Any]:
-        # Event tuples go to msgpack as they are: each packs as the array
-        # Event.to_wire describes (pack_default gives the channel's value), so
-        # no list is built per event.
-        return [self.first_seq, self.ack_floor, self.ack, list(self.events), self.ack_now]
+        # Runs go to msgpack as they are (named tuples pack as arrays; a
+        # Channel packs as its value through pack_default, once per run).
+        return [self.first_seq, self.ack_floor, self.ack, list(self.runs), self.ack_now]
 
     @classmethod
     def from_wire(cls, raw: list[Any]) -> Events:
         first_seq, ack_floor, ack, batch, ack_now = _fields(raw, 5, cls.KIND)
         if not isinstance(batch, list) or len(batch) > MAX_BATCH:
-            raise InvalidMessageError(f"EVENTS batch must be a list of at most {MAX_BATCH}")
-        first = _int(first_seq, "EVENTS first_seq", 1, MAX_SEQ - len(batch))
+            raise InvalidMessageError(f"EVENTS runs must be a list of at most {MAX_BATCH}")
+        room = MAX_BATCH
+        runs = []
+        for item in batch:
+            run = Run.from_wire(item, room)
+            room -= len(run.data)
+            runs.append(run)
+        count = MAX_BATCH - room
+        first = _int(first_seq, "EVENTS first_seq", 1, MAX_SEQ - count)
         return cls(
-            tuple(batch),
+            tuple(runs),
             first,
             _int(ack_floor, "EVENTS ack_floor", 1, first),
             _int(ack, "EVENTS ack", 0, MAX_SEQ),

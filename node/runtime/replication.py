@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from node.core.batch import Run
 from node.core.dedup import Deduplicator
 from node.core.events import Event
 from node.core.hlc import HLC
@@ -404,7 +405,7 @@ class Replicator:
         # ack delay would count as network); else the receiver may hold it.
         now = probe or outbox.unacked >= outbox.window or self._waiting > 0
         try:
-            return encode(Events(tuple(batch), first, floor, ack, now), max_frame=cfg.max_frame)
+            return encode(Events.of(batch, first, floor, ack, now), max_frame=cfg.max_frame)
         except FrameTooLargeError:
             pass
         # Too big for one frame: drop only events too large alone (counted;
@@ -413,7 +414,7 @@ class Replicator:
         limit = cfg.max_frame - _FRAME_OVERHEAD
         sizes: list[tuple[Event, int]] = []
         for event in list(batch):
-            size = len(encode(Events((event,)), max_frame=1 << 62)) - HEADER.size
+            size = len(encode(Events.of((event,)), max_frame=1 << 62)) - HEADER.size
             if size > limit:
                 outbox.drop_unwritten(event, TOO_LARGE)
                 self.count("oversize_events", 1)
@@ -426,15 +427,13 @@ class Replicator:
         seq = first
         for event, size in sizes:
             if chunk and used + size > limit:
-                frames.append(
-                    encode(Events(tuple(chunk), seq, floor, ack, now), max_frame=limit << 1)
-                )
+                frames.append(encode(Events.of(chunk, seq, floor, ack, now), max_frame=limit << 1))
                 seq += len(chunk)
                 chunk, used = [], 0
             chunk.append(event)
             used += size
         if chunk:
-            frames.append(encode(Events(tuple(chunk), seq, floor, ack, now), max_frame=limit << 1))
+            frames.append(encode(Events.of(chunk, seq, floor, ack, now), max_frame=limit << 1))
         return b"".join(frames)
 
     # --- receiving -----------------------------------------------------------------
@@ -476,29 +475,83 @@ class Replicator:
     def on_events(self, peer: PeerLink, msg: Events) -> None:
         if msg.ack:
             self._settle(peer, msg.ack, None)
-        items = msg.events
+        runs = msg.runs
         inbound = peer.inbound
-        if not items or inbound is None:
+        if not runs or inbound is None:
             return
         if msg.ack_now:
             peer.ack_now = True
-        skip = inbound.begin(msg.first_seq, msg.ack_floor, len(items))
+        skip = inbound.begin(msg.first_seq, msg.ack_floor, msg.count)
         if skip:
             self.count("duplicates", skip)
         cfg = self.config
         name = peer.name
-        me = cfg.name
         max_hops = cfg.max_hops
         limit = self.hlc.wall() + cfg.max_offset_ms
         accepted: list[Event] = []
-        seq = msg.first_seq + skip
-        for raw in items[skip:] if skip else items:
+        seq = msg.first_seq
+        for run in runs:
+            n = len(run.data)
+            if skip:
+                if skip >= n:  # delivered before a reconnect
+                    skip -= n
+                    seq += n
+                    continue
+                run = run.tail(skip)
+                seq += skip
+                n -= skip
+                skip = 0
+            events = run.events(max_hops)
+            if events is not None and run.source == name and max(run.physical) <= limit:
+                accepted += events  # the common case: the whole run, checked in bulk
+            else:
+                self._accept_each(peer, run, events, seq, accepted, limit)
+            seq += n
+        if accepted:
+            top = max(map(_HLC, accepted))
+            if peer.refusing_clock:
+                peer.refusing_clock = False
+                log.info("events from %s are within the clock bound again", name)
             try:
-                event = Event.from_wire(raw, max_hops=max_hops)
-            except ProtocolError as exc:
+                self.hlc.update(top)
+            except ClockError as exc:  # overflow only: the offset was checked above
+                self.count("clock_errors", 1)
+                log.warning("clock update from %s failed: %s", name, exc)
+        peer.events_in += len(accepted)
+        self.deliver_many(accepted)
+        if inbound.ack_due:  # not if a reply from a subscriber carried it already
+            self._ack_due(peer, inbound)
+
+    def _accept_each(
+        self,
+        peer: PeerLink,
+        run: Run,
+        events: list[Event] | None,
+        seq: int,
+        accepted: list[Event],
+        limit: int,
+    ) -> None:
+        """A run that is not the common case (relayed, refused in part, or not
+        plain): each event on its own, numbered from ``seq``."""
+        inbound = peer.inbound
+        assert inbound is not None
+        name = peer.name
+        me = self.config.name
+        if events is None:
+            max_hops = self.config.max_hops
+            checked: list[Event | ProtocolError] = []
+            for raw in run.rows():
+                try:
+                    checked.append(Event.from_wire(raw, max_hops=max_hops))
+                except ProtocolError as exc:
+                    checked.append(exc)
+        else:
+            checked = list(events)
+        for event in checked:
+            if isinstance(event, ProtocolError):
                 inbound.refuse(seq, INVALID)
                 self.count("invalid_events", 1)
-                log.warning("invalid event from %s refused: %s", name, exc)
+                log.warning("invalid event from %s refused: %s", name, event)
                 seq += 1
                 continue
             source = event.source
@@ -527,27 +580,13 @@ class Replicator:
                         "refusing events from %s: its clock is %d ms ahead of ours "
                         "(max_offset_ms %d); told the sender",
                         name,
-                        hlc.physical - limit + cfg.max_offset_ms,
-                        cfg.max_offset_ms,
+                        hlc.physical - limit + self.config.max_offset_ms,
+                        self.config.max_offset_ms,
                     )
                 seq += 1
                 continue
             accepted.append(event)
             seq += 1
-        if accepted:
-            top = max(map(_HLC, accepted))
-            if peer.refusing_clock:
-                peer.refusing_clock = False
-                log.info("events from %s are within the clock bound again", name)
-            try:
-                self.hlc.update(top)
-            except ClockError as exc:  # overflow only: the offset was checked above
-                self.count("clock_errors", 1)
-                log.warning("clock update from %s failed: %s", name, exc)
-        peer.events_in += len(accepted)
-        self.deliver_many(accepted)
-        if inbound.ack_due:  # not if a reply from a subscriber carried it already
-            self._ack_due(peer, inbound)
 
     def _ack_due(self, peer: PeerLink, inbound: InboundLink) -> None:
         """An ack is owed: if it is urgent, send it now (straight to the socket

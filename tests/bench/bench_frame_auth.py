@@ -37,7 +37,7 @@ def _row(keys: SessionKeys, batch: int) -> str:
         )
         for i in range(batch)
     )
-    message = Events(events, 1, 1, 0)
+    message = Events.of(events, 1, 1, 0)
     data = encode(message)
     enc = _per_frame(lambda: encode(message))
 

@@ -58,7 +58,7 @@ async def test_garbage_frames_are_counted_and_the_node_survives(
                 "r",
                 Timestamp(wall_clock_ms(), 0, "r"),
             )
-            await framed.send(Events((forged, future, fine)))
+            await framed.send(Events.of((forged, future, fine)))
             await wait_for(lambda: len(got) == 1)
             assert got[0].data == {"ok": 1}
             assert a.bridge.counters["source_mismatch"] == 1
@@ -175,7 +175,7 @@ async def test_frames_injected_after_a_real_handshake_are_refused(
             a.subscribe("*", got.append)
             now = Timestamp(wall_clock_ms(), 0, "r")
             ev = Event("control_override", Channel.S3_CONTROL, {"x": 1}, "r", now)
-            for n, forged in enumerate([encode(Events((ev,))), encode(Bye("r", "forged"))]):
+            for n, forged in enumerate([encode(Events.of((ev,))), encode(Bye("r", "forged"))]):
                 framed = await rogue(net, "r", "a:7401")
                 assert framed.authenticated_frames
                 await wait_for(lambda: "r" in a.bridge.peers and a.bridge.peers["r"].connected)
@@ -191,7 +191,7 @@ async def test_frames_injected_after_a_real_handshake_are_refused(
             framed = await rogue(net, "r", "a:7401")
             await wait_for(lambda: a.bridge.peers["r"].connected)
             assert framed._sealer is not None
-            sealed_payload = framed._sealer.seal(encode(Events((ev,)))[4:])
+            sealed_payload = framed._sealer.seal(encode(Events.of((ev,)))[4:])
             frame = struct.pack(">I", len(sealed_payload)) + sealed_payload
             await framed.stream.send_all(frame)
             await wait_for(lambda: len(got) == 1)

@@ -118,7 +118,7 @@ async def test_peer_port_survives_hostile_input(caplog: pytest.LogCaptureFixture
                 ("1 MiB frame", struct.pack(">I", 1 << 20) + b"\x90" * (1 << 20)),
                 ("deep nesting", struct.pack(">I", 4001) + b"\x91" * 4000 + b"\xc0"),
                 ("not msgpack", struct.pack(">I", 2) + b"\xc1\xc1"),
-                ("events before auth", encode(Events((forged_event,)))),
+                ("events before auth", encode(Events.of((forged_event,)))),
                 *((f"wrong types {i}", frame(h)) for i, h in enumerate(bad_hellos)),
                 *((f"random {i}", rng.randbytes(rng.randint(1, 4000))) for i in range(20)),
             ]
@@ -156,7 +156,7 @@ async def test_peer_port_survives_hostile_input(caplog: pytest.LogCaptureFixture
             await until(lambda: a.bridge.counters.get("auth_failed", 0) == 1)
 
             # forged frames after a real handshake (EVENTS, then BYE), injected raw
-            for forged in (encode(Events((forged_event,))), encode(Bye("r", "forged"))):
+            for forged in (encode(Events.of((forged_event,))), encode(Bye("r", "forged"))):
                 stream = await connect()
                 framed = FramedStream(stream, max_frame=1 << 20, max_hops=8)
                 me = Identity("vsm", "r", "member", "", 1, COOKIE)

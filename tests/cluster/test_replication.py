@@ -68,7 +68,7 @@ async def test_replayed_batch_is_deduplicated(autojump_clock: trio.abc.Clock) ->
             # the same frame arrives again, twice (e.g. replayed after a reconnect):
             # its link sequence number (1) was processed, so it is skipped
             link = nodes["b"].bridge.peers["a"]
-            replay = Events((ev.to_wire(),), first_seq=1, ack_floor=1)
+            replay = Events.of((ev,), first_seq=1, ack_floor=1)
             nodes["b"].bridge.replication.on_events(link, replay)
             nodes["b"].bridge.replication.on_events(link, replay)
             assert len(got) == 1
@@ -114,7 +114,7 @@ async def test_source_mismatch_is_rejected(autojump_clock: trio.abc.Clock) -> No
             )
             assert link.inbound is not None
             seq = (link.inbound.processed or 0) + 1
-            nodes["b"].bridge.replication.on_events(link, Events((fake.to_wire(),), seq, seq))
+            nodes["b"].bridge.replication.on_events(link, Events.of((fake,), seq, seq))
             assert len(got) == 1
             assert nodes["b"].bridge.counters["source_mismatch"] == 1
 

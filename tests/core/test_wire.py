@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+import attrs
 import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -47,8 +48,8 @@ SAMPLES = [
     Hello(PROTOCOL_VERSION, "prod", "a", "member", b"n" * 16, "127.0.0.1:7401", 99, 7501),
     Auth(b"m" * 32),
     Welcome("b"),
-    Events((EVENT.to_wire(), EVENT.relayed().to_wire()), 17, 12, 5),
-    Events((EVENT.to_wire(),), 3, 2, 0, True),
+    Events.of((EVENT, EVENT.relayed()), 17, 12, 5),
+    Events.of((EVENT,), 3, 2, 0, True),
     Ack(42, ((40, "clock_offset"), (41, "invalid_event"))),
     Heartbeat(
         "a", 7, ("b", "c"), {"a": "h:1", "b": "h:2"}, {"overall": 0.9, "s1": 1}, "member", 12345
@@ -70,7 +71,14 @@ def test_roundtrip_every_message(msg: object) -> None:
     d = Decoder()
     d.feed(encode(msg))  # type: ignore[arg-type]
     got = list(d)
-    if isinstance(msg, Heartbeat):
+    if isinstance(msg, Events):
+        (back,) = got
+        assert isinstance(back, Events)
+        assert attrs.evolve(back, runs=()) == attrs.evolve(msg, runs=())
+        assert [e for run in back.runs for e in run.events(8) or ()] == [
+            e for run in msg.runs for e in run.events(8) or ()
+        ]
+    elif isinstance(msg, Heartbeat):
         assert got[0].health == {"overall": 0.9, "s1": 1.0}
         assert got[0].reach == msg.reach
     else:
@@ -108,7 +116,7 @@ def test_oversize_prefix_split_across_feeds() -> None:
 
 
 def test_encode_refuses_frames_the_peer_would_reject() -> None:
-    big = Events(tuple(EVENT for _ in range(200)))
+    big = Events.of(tuple(EVENT for _ in range(200)))
     with pytest.raises(FrameTooLargeError, match="EVENTS frame of"):
         encode(big, max_frame=1_000)
 
@@ -186,18 +194,19 @@ def test_hello_of_another_version_still_decodes_its_version() -> None:
     [
         [3, "c", "a", "member", b"x" * 16, "a:7401", 5],  # what a v3 node sends
         [3, "c", "a", "member", b"x" * 16, "a:7401", 5, 7501],  # our shape, old number
+        [4, "c", "a", "member", b"x" * 16, "a:7401", 5, 7501],  # v4: HELLO as ours, rows
         [3],
     ],
 )
-def test_a_version_3_hello_decodes_as_version_3_for_the_handshake_to_refuse(
+def test_an_older_hello_decodes_as_its_version_for_the_handshake_to_refuse(
     fields: list[object],
 ) -> None:
     # Not a malformed frame: the handshake must be able to say "version mismatch".
-    assert PROTOCOL_VERSION == 4
+    assert PROTOCOL_VERSION == 5
     d = Decoder()
     d.feed(frame([1, *fields]))
     (hello,) = list(d)
-    assert isinstance(hello, Hello) and hello.version == 3
+    assert isinstance(hello, Hello) and hello.version == fields[0]
 
 
 def test_hello_carries_the_algedonic_port_as_its_eighth_field() -> None:
@@ -231,11 +240,13 @@ def test_event_hops_beyond_max_rejected() -> None:
     # event does not.
     d = Decoder(max_hops=2)
     far = Event(EVENT.type, EVENT.channel, EVENT.data, EVENT.source, EVENT.hlc, hops=3)
-    d.feed(encode(Events((far,))))
+    d.feed(encode(Events.of((far,))))
     (msg,) = list(d)
     assert isinstance(msg, Events)
+    (run,) = msg.runs
+    assert run.events(max_hops=2) is None
     with pytest.raises(InvalidMessageError, match="hops"):
-        Event.from_wire(msg.events[0], max_hops=2)
+        Event.from_wire(run.rows()[0], max_hops=2)
 
 
 # --- fuzzing: only ProtocolError may ever escape ----------------------------------

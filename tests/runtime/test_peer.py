@@ -6,6 +6,8 @@ import attrs
 import pytest
 import trio
 
+from node.core.events import Channel, Event
+from node.core.hlc import Timestamp
 from node.core.wire import Bye, Events, Hello
 from node.errors import AuthenticationError, HandshakeError
 from node.runtime.peer import FramedStream, Identity, PeerInfo, handshake
@@ -124,14 +126,14 @@ async def test_a_version_3_peer_is_refused_as_a_version_mismatch(
     payload = msgpack.packb([1, 3, "vsm", "b", "member", b"x" * 16, "b:7401", 5])
     await fb.stream.send_all(len(payload).to_bytes(4, "big") + payload)
     with trio.fail_after(30):
-        with pytest.raises(HandshakeError, match="peer speaks 3, we speak 4") as info:
+        with pytest.raises(HandshakeError, match="peer speaks 3, we speak 5") as info:
             await handshake(fa, ident("a"), initiator=True, time_limit_s=5)
         assert info.value.kind == "version_mismatch"
         # and the old peer is told why, after our HELLO of 8 fields
         hello = await fb.receive()
-        assert isinstance(hello, Hello) and hello.version == 4 and len(hello.to_wire()) == 8
+        assert isinstance(hello, Hello) and hello.version == 5 and len(hello.to_wire()) == 8
         bye = await fb.receive()
-        assert isinstance(bye, Bye) and bye.reason == "version_mismatch: we speak version 4"
+        assert isinstance(bye, Bye) and bye.reason == "version_mismatch: we speak version 5"
 
 
 async def test_hello_carries_each_sides_algedonic_port(autojump_clock: trio.abc.Clock) -> None:
@@ -163,7 +165,11 @@ async def test_write_now_keeps_what_the_socket_refuses_and_sends_it_first() -> N
         a.established(None, initiator=True)
         b.established(None, initiator=False)
         assert a.can_write_now
-        big = encode(Events(tuple({"k": "x" * 1000} for _ in range(3000))), max_frame=1 << 22)
+        events = [
+            Event("t", Channel.S1_OPERATIONAL, {"k": "x" * 1000}, "a", Timestamp(1, i, "a"))
+            for i in range(3000)
+        ]
+        big = encode(Events.of(events), max_frame=1 << 22)
         a.write_now(big)  # ~3 MB: more than the socket buffers take
         assert a.has_tail and not a.can_write_now
         last = Heartbeat("a", 1, (), {}, {}, "member", 5)
@@ -179,7 +185,7 @@ async def test_write_now_keeps_what_the_socket_refuses_and_sends_it_first() -> N
                 await a.send(last)  # the tail first, then this frame
         assert not a.has_tail and a.can_write_now
         first, second = received
-        assert isinstance(first, Events) and len(first.events) == 3000
+        assert isinstance(first, Events) and first.count == 3000
         assert second == last
         assert a.bytes_out == len(big) + len(encode(last))
 
