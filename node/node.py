@@ -230,7 +230,9 @@ class Node:
             # governance is never originated outside the surviving side (DegradedError)
             self.detector.check_may_originate(channel)
         event = _new(Event, (event_type, channel, payload, self.name, self.hlc.now(), 0, False))
-        self._dispatch_many((event,))
+        route = self._routes.get(event_type)
+        if route is None or route[0] is not channel or route[1]:
+            self._dispatch_many((event,))  # else nobody here subscribes to it
         self._replicate(event)
         return event
 
