@@ -273,7 +273,7 @@ class Node:
             wait = self.config.send_timeout_s if timeout is None else timeout
             await replication.wait_for_room(wait)
         # else: no checkpoint at all (0.3 µs even for checkpoint_if_cancelled):
-        # one in 128 sends, or one that woke an idle writer, is a full checkpoint.
+        # one in 128 sends, or one that woke an idle link's writer, is a full checkpoint.
         return event
 
     async def flush(self, timeout: float | None = None) -> None:  # noqa: ASYNC109

@@ -26,7 +26,6 @@ MAX_NODE_NAME = 255
 
 
 _new = tuple.__new__  # a named tuple without its generated __new__ (a Python frame)
-_time_ns = time.time_ns  # read once per event: no module attribute lookup
 
 
 def wall_clock_ms() -> int:
@@ -115,7 +114,7 @@ class HLC:
 
     def now(self) -> Timestamp:
         """Timestamp for a local or send event. Never goes backwards."""
-        pt = _time_ns() // 1_000_000 if self._system else self._wall()
+        pt = time.time_ns() // 1_000_000 if self._system else self._wall()
         last = self._l
         if pt > last:
             self._l = pt

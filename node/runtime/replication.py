@@ -57,7 +57,7 @@ INVALID = "invalid_event"
 SOURCE_MISMATCH = "source_mismatch"
 
 # Below high water, send() measures the queues and yields to the scheduler once
-# per this many sends, and whenever its event woke an idle writer.
+# per this many sends, and whenever its event woke the writer of an idle link.
 _CHECK_EVERY = 128
 
 _HLC = operator.itemgetter(4)  # Event.hlc, in C
@@ -131,7 +131,12 @@ class Replicator:
                 outbox.offer(event)
                 if peer.writer_waiting and (outbox.unacked or not self._write_now(peer)):
                     peer.notify()
-                    self._woke = True
+                    if not outbox.unacked:
+                        # An idle link the publish path could not write to (TLS):
+                        # send() lets the writer run now. With frames in flight,
+                        # their ack wakes it anyway (Nagle), and yielding per
+                        # event would cut a flood into small frames.
+                        self._woke = True
         elif verdict is _COMPRESS:
             for peer in peers:
                 peer.outbox.count_compressed()
@@ -184,11 +189,10 @@ class Replicator:
 
         A full checkpoint per event costs more than the event, and so does
         measuring every queue: both happen every ``_CHECK_EVERY`` sends, and
-        when this send's event woke an idle writer (which runs only once the
-        producer yields: a sporadic sender's event leaves at once; where the
-        publish path wrote it to the socket itself, nothing waits), in
-        :meth:`wait_for_room`. The high-water mark may so be passed by at most
-        ``_CHECK_EVERY`` events.
+        when this send's event woke the writer of an idle link (nothing in
+        flight) that the publish path could not write to itself (TLS), in
+        :meth:`wait_for_room`: a sporadic sender's event leaves at once. The
+        high-water mark may so be passed by at most ``_CHECK_EVERY`` events.
         """
         self._unchecked += 1
         return self._unchecked < _CHECK_EVERY and not self._woke

@@ -7,6 +7,7 @@ No processes, no sockets, no clocks: the smoke test in the normal suite
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -70,6 +71,37 @@ class Row:
     def add(self, item: Measurement) -> Measurement:
         self.items.append(item)
         return item
+
+
+def combine_rounds(rounds: Sequence[Measurement]) -> Measurement:
+    """One system's figures from interleaved rounds: the median figure, the loss
+    summed over the rounds, and every round's figure in ``extra["rounds"]``.
+
+    A round without a figure (failed, skipped) is left out of the median; with
+    none left, the result has no figure and the rounds' notes say why.
+    """
+    if not rounds:
+        raise ValueError("no rounds to combine")
+    first = next((m for m in rounds if m.value is not None), rounds[0])
+    figures = [m.value for m in rounds if m.value is not None]
+    value = statistics.median(figures) if figures else None
+    lost = None if any(m.lost is None for m in rounds) else sum(m.lost or 0 for m in rounds)
+    sent = None if any(m.sent is None for m in rounds) else sum(m.sent or 0 for m in rounds)
+    notes = list(dict.fromkeys(m.note for m in rounds if m.note))
+    combined = Measurement(
+        first.system, value, first.unit, first.ours, "; ".join(notes), lost, sent
+    )
+    combined.extra.update(first.extra)
+    combined.extra["rounds"] = [m.value for m in rounds]
+    return combined
+
+
+def paired_ratios(ours: Measurement, peer: Measurement) -> list[float]:
+    """ours/peer round by round (both combined by :func:`combine_rounds`), for
+    the rounds where both have a figure: a drift of the machine's speed then
+    moves both sides of each ratio."""
+    pairs = zip(ours.extra.get("rounds", []), peer.extra.get("rounds", []), strict=False)
+    return [a / b for a, b in pairs if a is not None and b]
 
 
 def ratio_text(row: Row, peer: Measurement) -> str:

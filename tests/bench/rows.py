@@ -9,6 +9,7 @@ measurement ends, whatever happened.
 
 from __future__ import annotations
 
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -29,7 +30,16 @@ from .procs import (
     start_redis,
 )
 from .proto import SUBJECT
-from .report import HIGHER, LOWER, Measurement, Row, percentile, rate
+from .report import (
+    HIGHER,
+    LOWER,
+    Measurement,
+    Row,
+    combine_rounds,
+    paired_ratios,
+    percentile,
+    rate,
+)
 
 COOKIE = "bench-cookie-0123"
 
@@ -52,6 +62,7 @@ class Settings:
     dedup_sizes: tuple[int, ...] = (10_000, 100_000)
     idle_s: float = 3.0  # a receiver gives up after this long without an event
     timeout_s: float = 120.0  # bound on any one transfer
+    rounds: int = 3  # throughput: ours and nats-py in turn, this many times
 
     @classmethod
     def quick(cls) -> Settings:
@@ -67,6 +78,7 @@ class Settings:
             swarm_k=8,
             dedup_sizes=(10_000,),
             timeout_s=60.0,
+            rounds=1,
         )
 
 
@@ -214,14 +226,38 @@ def row_throughput(s: Settings, logdir: Path) -> list[Row]:
         f"two-process throughput, events/s delivered at the receiver, N={s.n:,}",
         HIGHER,
     )
-    for mode in ("publish", "send"):
-        system = f"ours, {mode}"
-        row.add(
-            guarded(system, "ev/s", lambda mode=mode: ours_flood(s, logdir, mode), ours=True)
-        ).extra.setdefault("label", mode)
-    row.add(guarded("nats-py via nats-server", "ev/s", lambda: nats_flood(s, logdir)))
+    # Ours and nats-py in turn, round after round: on a shared machine whose
+    # speed drifts, each round's ratio compares runs made seconds apart.
+    runs: dict[str, Callable[[], Measurement]] = {
+        "publish": lambda: ours_flood(s, logdir, "publish"),
+        "send": lambda: ours_flood(s, logdir, "send"),
+        "nats": lambda: nats_flood(s, logdir),
+    }
+    systems = {"publish": "ours, publish", "send": "ours, send", "nats": "nats-py via nats-server"}
+    rounds: dict[str, list[Measurement]] = {key: [] for key in runs}
+    for index in range(s.rounds):
+        for key, run in runs.items():
+            label = systems[key] + (f" (round {index + 1} of {s.rounds})" if s.rounds > 1 else "")
+            rounds[key].append(guarded(label, "ev/s", run, ours=key != "nats"))
+    combined = {key: combine_rounds(found) for key, found in rounds.items()}
+    for key in ("publish", "send"):
+        row.add(combined[key]).extra.setdefault("label", key)
+    row.add(combined["nats"])
     row.add(guarded("pyzmq PUSH/PULL", "ev/s", lambda: zmq_flood(s, logdir)))
     row.add(guarded("redis-py pub/sub", "ev/s", lambda: redis_flood(s, logdir)))
+    if s.rounds > 1:
+        row.notes.append(
+            f"median of {s.rounds} rounds of ours and nats-py in turn (lost: summed over "
+            "the rounds); zmq and redis once"
+        )
+        for key in ("publish", "send"):
+            ratios = paired_ratios(combined[key], combined["nats"])
+            if ratios:
+                row.notes.append(
+                    f"{key} / nats-py round by round: "
+                    + ", ".join(f"{r:.2f}x" for r in ratios)
+                    + f" (median {statistics.median(ratios):.2f}x)"
+                )
     row.notes.append(
         "events/s = received / (sender's first publish .. receiver's last delivery); "
         "lost = sent - received"

@@ -18,9 +18,11 @@ from bench.report import (
     LOWER,
     Measurement,
     Row,
+    combine_rounds,
     format_lost,
     format_table,
     format_value,
+    paired_ratios,
     percentile,
     rate,
     ratio_text,
@@ -206,3 +208,29 @@ def test_guarded_turns_missing_and_failing_systems_into_notes() -> None:
     assert failed.note == "failed: WorkerError: nats-sub exited (1) before answer"
     ok = guarded("zmq", "ev/s", lambda: Measurement("zmq", 5.0, "ev/s"))
     assert ok.value == 5.0
+
+
+def test_rounds_combine_to_the_median_with_loss_summed() -> None:
+    rounds = [
+        Measurement("ours", 300.0, "ev/s", ours=True, lost=0, sent=10),
+        Measurement("ours, round 2", None, "ev/s", ours=True, note="failed: boom"),
+        Measurement("ours", 100.0, "ev/s", ours=True, lost=2, sent=10),
+        Measurement("ours", 200.0, "ev/s", ours=True, lost=0, sent=10),
+    ]
+    m = combine_rounds([rounds[0], rounds[2], rounds[3]])
+    assert (m.value, m.lost, m.sent, m.system, m.ours) == (200.0, 2, 30, "ours", True)
+    assert m.extra["rounds"] == [300.0, 100.0, 200.0]
+    partial = combine_rounds(rounds)
+    assert partial.value == 200.0 and partial.lost is None  # a round without loss figures
+    assert partial.note == "failed: boom"
+    none = combine_rounds([rounds[1]])
+    assert none.value is None and none.note == "failed: boom"
+    with pytest.raises(ValueError, match="no rounds"):
+        combine_rounds([])
+
+
+def test_paired_ratios_are_round_by_round() -> None:
+    ours = combine_rounds([Measurement("o", v, "ev/s", ours=True) for v in (200.0, 90.0, 300.0)])
+    peer = combine_rounds([Measurement("p", v, "ev/s") for v in (100.0, 0.0, 100.0)])
+    peer.extra["rounds"][1] = None  # that round failed
+    assert paired_ratios(ours, peer) == [2.0, 3.0]
