@@ -50,7 +50,7 @@ def test_defaults_are_valid() -> None:
     assert config.event_types == {}
     assert config.max_frame == DEFAULT_MAX_FRAME
     assert config.max_hops == 8
-    assert (config.backlog_size, config.lane_size, config.dedup_size) == (10_000,) * 3
+    assert (config.backlog_size, config.lane_size, config.dedup_size) == (10_000, 50_000, 10_000)
     assert (config.batch_max, config.send_window, config.algedonic_queue_size) == (256, 1024, 1000)
     assert (config.send_high_water, config.send_low_water) == (5000, 2500)
     assert config.heartbeat_interval_s == 1.0

@@ -34,7 +34,7 @@ from typing import Any
 
 from node.core.events import Channel, Event
 
-DEFAULT_LANE_SIZE = 10_000
+DEFAULT_LANE_SIZE = 50_000
 DEFAULT_BACKLOG_SIZE = 10_000
 DEFAULT_ALGEDONIC_SIZE = 1_000
 DEFAULT_WINDOW = 1_024
