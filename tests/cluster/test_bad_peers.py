@@ -11,7 +11,7 @@ from vsmtest import COOKIE, cluster, full_mesh, wait_for
 
 from node.core.events import Channel, Event
 from node.core.hlc import Timestamp, wall_clock_ms
-from node.core.wire import Events
+from node.core.wire import Ack, Events
 from node.runtime.peer import FramedStream, Identity, handshake
 from node.sim import SimNetwork
 
@@ -71,6 +71,38 @@ async def test_garbage_frames_are_counted_and_the_node_survives(
             assert full_mesh(nodes)
             ev = nodes["b"].publish("task_execution", {"still": "fine"})
             await wait_for(lambda: any(e.id == ev.id for e in got))
+
+
+async def test_one_invalid_event_of_a_run_is_refused_alone_and_reported_back(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A run whose middle event is invalid: its neighbours are delivered, it is
+    refused (counted), and the refusal goes back to the sender in an ACK."""
+    net = SimNetwork()
+    with trio.fail_after(120):
+        async with cluster(net, ["a"]) as nodes:
+            a = nodes["a"]
+            got: list[Event] = []
+            a.subscribe("task_execution", got.append)
+            framed = await rogue(net, "r", "a:7401")
+            await wait_for(lambda: "r" in a.bridge.peers and a.bridge.peers["r"].connected)
+            now = wall_clock_ms()
+            events = [
+                Event(
+                    "task_execution", Channel.S1_OPERATIONAL, {"i": i}, "r", Timestamp(now, i, "r")
+                )
+                for i in range(3)
+            ]
+            (run,) = Events.of(events).runs
+            bad = run._replace(channel=run.channel.value, physical=[now, -1, now])
+            await framed.send(Events((bad,), first_seq=1, ack_floor=1, ack_now=True))
+            await wait_for(lambda: len(got) == 2)
+            assert [e.data["i"] for e in got] == [0, 2]
+            assert a.bridge.counters["invalid_events"] == 1
+            with trio.fail_after(5):
+                while not isinstance(msg := await framed.receive(), Ack):
+                    pass
+            assert msg.upto == 3 and msg.refused == ((2, "invalid_event"),)
 
 
 async def test_observer_is_not_a_voting_member(autojump_clock: trio.abc.Clock) -> None:
