@@ -62,7 +62,7 @@ class Settings:
     dedup_sizes: tuple[int, ...] = (10_000, 100_000)
     idle_s: float = 3.0  # a receiver gives up after this long without an event
     timeout_s: float = 120.0  # bound on any one transfer
-    rounds: int = 3  # throughput: ours and nats-py in turn, this many times
+    rounds: int = 5  # throughput: ours and nats-py in turn, this many times
 
     @classmethod
     def quick(cls) -> Settings:
@@ -236,7 +236,9 @@ def row_throughput(s: Settings, logdir: Path) -> list[Row]:
     systems = {"publish": "ours, publish", "send": "ours, send", "nats": "nats-py via nats-server"}
     rounds: dict[str, list[Measurement]] = {key: [] for key in runs}
     for index in range(s.rounds):
-        for key, run in runs.items():
+        order = list(runs) if index % 2 == 0 else list(reversed(runs))  # no one always last
+        for key in order:
+            run = runs[key]
             label = systems[key] + (f" (round {index + 1} of {s.rounds})" if s.rounds > 1 else "")
             rounds[key].append(guarded(label, "ev/s", run, ours=key != "nats"))
     combined = {key: combine_rounds(found) for key, found in rounds.items()}
@@ -247,8 +249,8 @@ def row_throughput(s: Settings, logdir: Path) -> list[Row]:
     row.add(guarded("redis-py pub/sub", "ev/s", lambda: redis_flood(s, logdir)))
     if s.rounds > 1:
         row.notes.append(
-            f"median of {s.rounds} rounds of ours and nats-py in turn (lost: summed over "
-            "the rounds); zmq and redis once"
+            f"median of {s.rounds} rounds of ours and nats-py in turn, in alternating order "
+            "(lost: summed over the rounds); zmq and redis once"
         )
         for key in ("publish", "send"):
             ratios = paired_ratios(combined[key], combined["nats"])
