@@ -167,10 +167,15 @@ class Commands:
         if not callable(send):
             return {"unavailable": "node.send is not available in this build"}
         t0 = time.time_ns()
-        for _ in range(n):
+        if n:  # the first call says whether send is async; the loop is what a user writes
             pending = send(type, PAYLOAD)
             if inspect.isawaitable(pending):
                 await pending
+                for _ in range(n - 1):
+                    await send(type, PAYLOAD)
+            else:
+                for _ in range(n - 1):
+                    send(type, PAYLOAD)
         t1 = time.time_ns()
         flush = getattr(self.node, "flush", None)
         if not callable(flush):
