@@ -6,21 +6,25 @@ hops and the compressed marker, sent once per run, with the rest in columns:
     [type, channel, source, hops, compressed, [data...], [physical...], [logical...], nodes]
 
 ``nodes`` is nil when every event's timestamp names its source (always, for
-events a node stamps itself), else the column of timestamp nodes. A flood of
-one event type is one run per frame, so the sender packs a map and two
-integers per event instead of a seven-item array with a nested timestamp and
-a channel through msgpack's ``default`` hook, and the receiver unpacks fewer
-objects and checks type, channel, source, hops and marker once per run.
-Measured with ``timeit`` (best of 9), 256-event frames: encode 0.50 -> 0.36
-µs per event, decode and check 1.49 -> 0.97 µs; a lone event's frame costs
-about 0.6 µs more to encode and 1.1 µs more to decode and check (the run's
-own lists), against a round trip of a few hundred µs.
+events a node stamps itself), else the column of timestamp nodes. An EVENTS
+frame holds items in order: runs (of at least ``MIN_RUN`` events) and single
+events as ``Event.to_wire`` describes them (the rest: a lone event, or
+traffic whose types alternate, where a run's own lists would cost more).
+
+A flood of one event type is one run per frame, so the sender packs a map
+and two integers per event instead of a seven-item array with a nested
+timestamp and a channel through msgpack's ``default`` hook, and the receiver
+unpacks fewer objects and checks type, channel, source, hops and marker once
+per run. Measured with ``timeit`` (best of 7), 256-event frames of one type:
+encode 0.50 -> 0.28 µs per event, decode and check 1.49 -> 0.94 µs; with two
+types alternating (single events) encode 0.59, decode and check 1.65.
 
 Validation is unchanged in substance: :meth:`Run.events` accepts a run only
 if every event would pass ``Event.from_wire``; anything unusual (nested data,
 a stamp naming another node, a value out of range) returns None, and the
 receiver then checks the run's events one by one with ``Event.from_wire``
 (:meth:`Run.rows`), so one bad event is refused on its own, with its reason.
+Single events are always checked one by one.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from itertools import groupby, repeat
+from operator import is_not
 from typing import Any, NamedTuple
 
 from node.core.events import (
@@ -41,6 +46,8 @@ from node.core.hlc import MAX_LOGICAL, MAX_NODE_NAME, MAX_PHYSICAL, Timestamp
 from node.errors import InvalidMessageError
 
 RUN_FIELDS = 9
+#: Stretches of fewer events go as single events: a run's own lists cost more.
+MIN_RUN = 4
 
 _RUN_KEY = operator.itemgetter(0, 1, 3, 5, 6)  # type, channel, source, hops, compressed
 _DATA = operator.itemgetter(2)
@@ -147,33 +154,48 @@ class Run(NamedTuple):
         )
 
 
-def runs_of(events: Sequence[Event]) -> tuple[Run, ...]:
-    """Consecutive events grouped into runs, in order (what the sender packs)."""
-    if len(events) == 1:  # a lone event (the latency path): no grouping
-        etype, channel, data, source, stamp, hops, compressed = events[0]
-        physical, logical, node = stamp
-        nodes = None if node == source else [node]
-        one = (etype, channel, source, hops, compressed, [data], [physical], [logical], nodes)
-        return (_new(Run, one),)
-    runs = []
-    for (etype, channel, source, hops, compressed), group in groupby(events, _RUN_KEY):
+def items_of(events: Sequence[Event]) -> tuple[Run | Event, ...]:
+    """What an EVENTS frame carries for ``events``, in order: runs of at least
+    ``MIN_RUN`` events, and the events of shorter stretches on their own."""
+    n = len(events)
+    if n < MIN_RUN:  # a lone event (the latency path) or a few: no grouping
+        return tuple(events)
+    # A flood is one run: transpose the batch in C and check that the shared
+    # fields are shared (tuple.count compares by identity first).
+    types, channels, data, sources, stamps, hops_, marks = zip(*events, strict=True)
+    etype, channel, source, hops, compressed = types[0], channels[0], sources[0], hops_[0], marks[0]
+    if (
+        types.count(etype) == n
+        and channels.count(channel) == n
+        and sources.count(source) == n
+        and hops_.count(hops) == n
+        and marks.count(compressed) == n
+    ):
+        physical, logical, names = zip(*stamps, strict=True)
+        nodes = None if names.count(source) == n else list(names)
+        shared = (etype, channel, source, hops, compressed)
+        run: Run = _new(Run, (*shared, list(data), list(physical), list(logical), nodes))
+        return (run,)
+    if list(map(is_not, types, types[1:])).count(True) * MIN_RUN >= n:
+        return tuple(events)  # types alternate: runs would be short (grouping costs more)
+    items: list[Run | Event] = []
+    for shared, group in groupby(events, _RUN_KEY):
         members = list(group)
-        stamps = list(map(_STAMP, members))
-        nodes = list(map(_NODE, stamps))
-        runs.append(
-            _new(
-                Run,
-                (
-                    etype,
-                    channel,
-                    source,
-                    hops,
-                    compressed,
-                    list(map(_DATA, members)),
-                    list(map(_PHYSICAL, stamps)),
-                    list(map(_LOGICAL, stamps)),
-                    None if nodes.count(source) == len(nodes) else nodes,
-                ),
-            )
+        if len(members) < MIN_RUN:
+            items += members
+            continue
+        stamped = list(map(_STAMP, members))
+        stamp_nodes = list(map(_NODE, stamped))
+        columns = (
+            list(map(_DATA, members)),
+            list(map(_PHYSICAL, stamped)),
+            list(map(_LOGICAL, stamped)),
+            None if stamp_nodes.count(shared[2]) == len(stamp_nodes) else stamp_nodes,
         )
-    return tuple(runs)
+        items.append(_new(Run, (*shared, *columns)))
+    return tuple(items)
+
+
+def item_size(item: Run | Event | list[Any]) -> int:
+    """How many events (and link sequence numbers) an EVENTS item stands for."""
+    return len(item.data) if isinstance(item, Run) else 1

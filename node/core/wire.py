@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol
 import attrs
 import msgpack
 
-from node.core.batch import Run, runs_of
+from node.core.batch import RUN_FIELDS, Run, item_size, items_of
 from node.core.events import DEFAULT_MAX_HOPS, Channel, Event
 from node.core.hlc import MAX_NODE_NAME, Timestamp
 from node.errors import (
@@ -37,7 +37,7 @@ from node.errors import (
 #    An event is [type, channel, data, source, [physical, logical, node], hops,
 #    compressed] (the hlc nested: batches pack the Event tuples as they are).
 #    EVENTS ends in ack_now (the receiver delays other acks).
-# 5: EVENTS carry their events in runs (node.core.batch), not one array each.
+# 5: EVENTS carry runs of events (node.core.batch) beside single events.
 PROTOCOL_VERSION = 5
 DEFAULT_MAX_FRAME = 1 << 20
 HEADER = struct.Struct(">I")
@@ -222,15 +222,16 @@ class Events:
     number; ``ack`` piggybacks the sender's cumulative ack of the reverse
     direction (0: none).
 
-    The events travel in runs (node.core.batch): :meth:`of` groups Event
-    objects. Decoded from the wire, only the runs' shape has been checked (so
-    the frame's numbering is known); the receiver validates their content
-    (``Run.events``, or event by event), so that one bad event is refused on
-    its own and the link's numbering stays whole.
+    ``items`` are runs and single events (node.core.batch); :meth:`of` makes
+    them from Event objects. Decoded from the wire, only the runs' shape has
+    been checked (so the frame's numbering is known) and a single event is
+    its raw array; the receiver validates the content (``Run.events``, or
+    event by event with ``Event.from_wire``), so that one bad event is refused
+    on its own and the link's numbering stays whole.
     """
 
     KIND: ClassVar[Kind] = Kind.EVENTS
-    runs: tuple[Run, ...]
+    items: tuple[Any, ...]
     first_seq: int = 1
     ack_floor: int = 1
     ack: int = 0
@@ -248,33 +249,39 @@ class Events:
         ack_now: bool = False,
     ) -> Events:
         """The frame for ``events`` (consecutive numbers from ``first_seq``)."""
-        return cls(runs_of(events), first_seq, ack_floor, ack, ack_now)
+        return cls(items_of(events), first_seq, ack_floor, ack, ack_now)
 
     @property
     def count(self) -> int:
         """How many events (and link sequence numbers) the frame carries."""
-        return sum(len(run.data) for run in self.runs)
+        return sum(map(item_size, self.items))
 
     def to_wire(self) -> list[Any]:
-        # Runs go to msgpack as they are (named tuples pack as arrays; a
-        # Channel packs as its value through pack_default, once per run).
-        return [self.first_seq, self.ack_floor, self.ack, list(self.runs), self.ack_now]
+        # Runs and Events go to msgpack as they are (named tuples pack as
+        # arrays; a Channel packs as its value through pack_default).
+        return [self.first_seq, self.ack_floor, self.ack, list(self.items), self.ack_now]
 
     @classmethod
     def from_wire(cls, raw: list[Any]) -> Events:
         first_seq, ack_floor, ack, batch, ack_now = _fields(raw, 5, cls.KIND)
         if not isinstance(batch, list) or len(batch) > MAX_BATCH:
-            raise InvalidMessageError(f"EVENTS runs must be a list of at most {MAX_BATCH}")
+            raise InvalidMessageError(f"EVENTS items must be a list of at most {MAX_BATCH}")
         room = MAX_BATCH
-        runs = []
+        items = []
         for item in batch:
-            run = Run.from_wire(item, room)
-            room -= len(run.data)
-            runs.append(run)
-        count = MAX_BATCH - room
-        first = _int(first_seq, "EVENTS first_seq", 1, MAX_SEQ - count)
+            # A run (its shape checked here: it fixes the numbering), or one
+            # event, whatever it holds: checked, and maybe refused, on its own.
+            if type(item) is list and len(item) == RUN_FIELDS:
+                item = Run.from_wire(item, room)
+                room -= len(item.data)
+            else:
+                room -= 1
+            items.append(item)
+        if room < 0:
+            raise InvalidMessageError(f"EVENTS frame of more than {MAX_BATCH} events")
+        first = _int(first_seq, "EVENTS first_seq", 1, MAX_SEQ - (MAX_BATCH - room))
         return cls(
-            tuple(runs),
+            tuple(items),
             first,
             _int(ack_floor, "EVENTS ack_floor", 1, first),
             _int(ack, "EVENTS ack", 0, MAX_SEQ),

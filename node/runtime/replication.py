@@ -479,25 +479,37 @@ class Replicator:
     def on_events(self, peer: PeerLink, msg: Events) -> None:
         if msg.ack:
             self._settle(peer, msg.ack, None)
-        runs = msg.runs
+        items = msg.items
         inbound = peer.inbound
-        if not runs or inbound is None:
+        if not items or inbound is None:
             return
         if msg.ack_now:
             peer.ack_now = True
         skip = inbound.begin(msg.first_seq, msg.ack_floor, msg.count)
         if skip:
             self.count("duplicates", skip)
-        cfg = self.config
         name = peer.name
-        max_hops = cfg.max_hops
-        limit = self.hlc.wall() + cfg.max_offset_ms
+        max_hops = self.config.max_hops
+        limit = self.hlc.wall() + self.config.max_offset_ms
         accepted: list[Event] = []
         seq = msg.first_seq
-        for run in runs:
+        single: list[Any] = []  # consecutive single events, checked together
+        for item in items:
+            if type(item) is not Run:
+                if skip:  # delivered before a reconnect
+                    skip -= 1
+                    seq += 1
+                else:
+                    single.append(item)
+                continue
+            if single:
+                self._accept_each(peer, self._checked(single), seq, accepted, limit)
+                seq += len(single)
+                single = []
+            run: Run = item
             n = len(run.data)
             if skip:
-                if skip >= n:  # delivered before a reconnect
+                if skip >= n:
                     skip -= n
                     seq += n
                     continue
@@ -509,8 +521,11 @@ class Replicator:
             if events is not None and run.source == name and max(run.physical) <= limit:
                 accepted += events  # the common case: the whole run, checked in bulk
             else:
-                self._accept_each(peer, run, events, seq, accepted, limit)
+                checked = self._checked(run.rows()) if events is None else events
+                self._accept_each(peer, checked, seq, accepted, limit)
             seq += n
+        if single:
+            self._accept_each(peer, self._checked(single), seq, accepted, limit)
         if accepted:
             top = max(map(_HLC, accepted))
             if peer.refusing_clock:
@@ -526,31 +541,33 @@ class Replicator:
         if inbound.ack_due:  # not if a reply from a subscriber carried it already
             self._ack_due(peer, inbound)
 
+    def _checked(self, raws: list[Any]) -> list[Event | ProtocolError]:
+        """Each event validated on its own (``Event.from_wire``), or why not."""
+        max_hops = self.config.max_hops
+        out: list[Event | ProtocolError] = []
+        for raw in raws:
+            try:
+                if type(raw) is Event:  # built here (tests): checked as if received
+                    raw = raw.to_wire()
+                out.append(Event.from_wire(raw, max_hops=max_hops))
+            except ProtocolError as exc:
+                out.append(exc)
+        return out
+
     def _accept_each(
         self,
         peer: PeerLink,
-        run: Run,
-        events: list[Event] | None,
+        checked: list[Event] | list[Event | ProtocolError],
         seq: int,
         accepted: list[Event],
         limit: int,
     ) -> None:
-        """A run that is not the common case (relayed, refused in part, or not
-        plain): each event on its own, numbered from ``seq``."""
+        """Events that are not the common case (single, relayed, refused in
+        part, or not plain), one by one, numbered from ``seq``."""
         inbound = peer.inbound
         assert inbound is not None
         name = peer.name
         me = self.config.name
-        if events is None:
-            max_hops = self.config.max_hops
-            checked: list[Event | ProtocolError] = []
-            for raw in run.rows():
-                try:
-                    checked.append(Event.from_wire(raw, max_hops=max_hops))
-                except ProtocolError as exc:
-                    checked.append(exc)
-        else:
-            checked = list(events)
         for event in checked:
             if isinstance(event, ProtocolError):
                 inbound.refuse(seq, INVALID)

@@ -87,22 +87,20 @@ async def test_one_invalid_event_of_a_run_is_refused_alone_and_reported_back(
             framed = await rogue(net, "r", "a:7401")
             await wait_for(lambda: "r" in a.bridge.peers and a.bridge.peers["r"].connected)
             now = wall_clock_ms()
+            s1 = Channel.S1_OPERATIONAL
             events = [
-                Event(
-                    "task_execution", Channel.S1_OPERATIONAL, {"i": i}, "r", Timestamp(now, i, "r")
-                )
-                for i in range(3)
+                Event("task_execution", s1, {"i": i}, "r", Timestamp(now, i, "r")) for i in range(5)
             ]
-            (run,) = Events.of(events).runs
-            bad = run._replace(channel=run.channel.value, physical=[now, -1, now])
+            (run,) = Events.of(events).items
+            bad = run._replace(channel=run.channel.value, physical=[now, -1, now, now, now])
             await framed.send(Events((bad,), first_seq=1, ack_floor=1, ack_now=True))
-            await wait_for(lambda: len(got) == 2)
-            assert [e.data["i"] for e in got] == [0, 2]
+            await wait_for(lambda: len(got) == 4)
+            assert [e.data["i"] for e in got] == [0, 2, 3, 4]
             assert a.bridge.counters["invalid_events"] == 1
             with trio.fail_after(5):
                 while not isinstance(msg := await framed.receive(), Ack):
                     pass
-            assert msg.upto == 3 and msg.refused == ((2, "invalid_event"),)
+            assert msg.upto == 5 and msg.refused == ((2, "invalid_event"),)
 
 
 async def test_observer_is_not_a_voting_member(autojump_clock: trio.abc.Clock) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.core.batch import Run, runs_of
+from node.core.batch import MIN_RUN, Run, item_size, items_of
 from node.core.events import Channel, Event
 from node.core.hlc import MAX_LOGICAL, MAX_PHYSICAL, Timestamp
 from node.core.wire import Decoder, Events, encode
@@ -29,6 +31,10 @@ def ev(
     return Event(etype, channel, {"i": 1} if data is None else data, source, stamp, hops)
 
 
+def flood(n: int = 5, **kw: Any) -> list[Event]:
+    return [ev(logical=i, data={"i": i}, **kw) for i in range(n)]
+
+
 def roundtrip(events: list[Event]) -> Events:
     d = Decoder()
     d.feed(encode(Events.of(events, 5, 3, 2)))
@@ -37,80 +43,100 @@ def roundtrip(events: list[Event]) -> Events:
     return msg
 
 
-def delivered(msg: Events, max_hops: int = 8) -> list[Event | str]:
+def checked(raw: Any, max_hops: int) -> Event | str:
+    if isinstance(raw, Event):  # built here: as the receiver would see it
+        raw = raw.to_wire()
+    try:
+        return Event.from_wire(raw, max_hops=max_hops)
+    except ProtocolError as exc:
+        return type(exc).__name__
+
+
+def delivered(items: Any, max_hops: int = 8) -> list[Event | str]:
     """What a receiver makes of each event: the Event, or why it was refused."""
     out: list[Event | str] = []
-    for run in msg.runs:
-        events = run.events(max_hops)
+    for item in items:
+        if not isinstance(item, Run):
+            out.append(checked(item, max_hops))
+            continue
+        events = item.events(max_hops)
         if events is not None:
             out += events
-            continue
-        for raw in run.rows():
-            try:
-                out.append(Event.from_wire(raw, max_hops=max_hops))
-            except ProtocolError as exc:
-                out.append(type(exc).__name__)
+        else:
+            out += [checked(raw, max_hops) for raw in item.rows()]
     return out
 
 
-def test_consecutive_events_of_one_kind_are_one_run() -> None:
-    events = [ev(logical=i, data={"i": i}) for i in range(5)]
-    (run,) = runs_of(events)
+def wire_run(events: list[Event]) -> list[Any]:
+    """The first item of the frame for ``events``, as the receiver's msgpack gives it."""
+    item = msgpack.unpackb(encode(Events.of(events))[4:])[4][0]
+    assert isinstance(item, list) and len(item) == 9
+    return item
+
+
+def test_a_flood_of_one_kind_is_one_run() -> None:
+    (run,) = items_of(flood(5))
+    assert isinstance(run, Run)
     assert run.type == "task_execution" and run.source == "a" and run.size == 5
     assert run.data == [{"i": i} for i in range(5)]
     assert run.logical == [0, 1, 2, 3, 4] and run.nodes is None
 
 
-def test_runs_keep_the_order_and_split_where_anything_shared_changes() -> None:
+def test_a_lone_event_and_short_stretches_go_on_their_own() -> None:
+    assert items_of([ev()]) == (ev(),)
+    few = flood(MIN_RUN - 1)
+    assert items_of(few) == tuple(few)
+    alternating = [ev("a" if i % 2 else "b", logical=i) for i in range(10)]
+    assert items_of(alternating) == tuple(alternating)
+    msg = roundtrip(alternating)
+    assert msg.count == 10 and delivered(msg.items) == alternating
+
+
+def test_items_keep_the_order_and_split_where_anything_shared_changes() -> None:
     events = [
-        ev(logical=0),
-        ev(logical=1),
-        ev("status_update", logical=2, channel=Channel.GENERAL),
-        ev(logical=3),
-        ev(logical=4, hops=1),
-        ev(source="b", logical=5),
+        *flood(4),
+        ev("status_update", logical=9, channel=Channel.GENERAL),
+        *flood(4, hops=1),
+        ev(logical=10),
+        *flood(4, source="b"),
     ]
-    runs = runs_of(events)
-    assert [r.size for r in runs] == [2, 1, 1, 1, 1]
-    assert [e for r in runs for e in r.events(8) or ()] == events
+    items = items_of(events)
+    assert [type(i).__name__ for i in items] == ["Run", "Event", "Run", "Event", "Run"]
+    assert [item_size(i) for i in items] == [4, 1, 4, 1, 4]
+    assert delivered(items) == events
+    assert delivered(roundtrip(events).items) == events
 
 
 def test_a_frame_roundtrips_with_its_numbering() -> None:
     events = [ev(logical=i, data={"i": i, "s": "x", "f": 1.5, "n": None}) for i in range(300)]
     msg = roundtrip(events)
     assert (msg.first_seq, msg.ack_floor, msg.ack, msg.count) == (5, 3, 2, 300)
-    assert delivered(msg) == events
+    assert delivered(msg.items) == events
 
 
 def test_a_stamp_naming_another_node_travels_in_the_nodes_column() -> None:
-    events = [ev(logical=0), ev(logical=1, node="z")]
-    (run,) = runs_of(events)
-    assert run.nodes == ["a", "z"]
+    events = [*flood(4), ev(logical=7, node="z")]
+    (run,) = items_of(events)
+    assert isinstance(run, Run) and run.nodes == ["a"] * 4 + ["z"]
     # not plain: checked one by one, where from_wire takes the long way
-    assert roundtrip(events).runs[0].events(8) is None
-    assert delivered(roundtrip(events)) == events
+    (back,) = roundtrip(events).items
+    assert back.events(8) is None
+    assert delivered([back]) == events
 
 
 def test_nested_data_is_checked_event_by_event() -> None:
-    events = [ev(logical=0), ev(logical=1, data={"deep": {"list": [1, 2]}})]
-    msg = roundtrip(events)
-    assert msg.runs[0].events(8) is None
-    assert delivered(msg) == events
+    events = [*flood(4), ev(logical=8, data={"deep": {"list": [1, 2]}})]
+    (back,) = roundtrip(events).items
+    assert back.events(8) is None
+    assert delivered([back]) == events
 
 
 def test_one_bad_event_is_refused_alone_and_the_rest_delivered() -> None:
-    raw = Events.of([ev(logical=i) for i in range(3)]).to_wire()
-    run = raw[3][0]
-    run = list(run)
-    run[1] = "s1_operational"
-    run[6] = [1, -1, 3]  # the second event's clock is negative
-    frame = msgpack.packb([4, *raw[:3], [run], False], use_bin_type=True)
-    d = Decoder()
-    d.feed(len(frame).to_bytes(4, "big") + frame)
-    (msg,) = list(d)
-    result = delivered(msg)
-    assert isinstance(result[0], Event) and isinstance(result[2], Event)
+    run = wire_run(flood(5))
+    run[6][1] = -1  # the second event's clock is negative
+    result = delivered([Run.from_wire(run, 10)])
     assert result[1] == "InvalidMessageError"
+    assert result[:1] + result[2:] == flood(5)[:1] + flood(5)[2:]
 
 
 @pytest.mark.parametrize(
@@ -126,12 +152,11 @@ def test_one_bad_event_is_refused_alone_and_the_rest_delivered() -> None:
     ],
 )
 def test_a_bad_shared_field_refuses_every_event_of_the_run(index: int, value: object) -> None:
-    run = list(Events.of([ev(logical=i) for i in range(3)]).to_wire()[3][0])
-    run[1] = "s1_operational"
+    run = wire_run(flood(5))
     run[index] = value
-    checked = Run.from_wire(run, 10)
-    assert checked.events(8) is None
-    assert delivered(Events((checked,))) == ["InvalidMessageError"] * 3
+    checked_run = Run.from_wire(run, 10)
+    assert checked_run.events(8) is None
+    assert delivered([checked_run]) == ["InvalidMessageError"] * 5
 
 
 @pytest.mark.parametrize(
@@ -147,42 +172,49 @@ def test_a_bad_shared_field_refuses_every_event_of_the_run(index: int, value: ob
     ],
 )
 def test_a_bad_column_value_refuses_that_event_only(column: int, value: object) -> None:
-    run = list(Events.of([ev(logical=i) for i in range(3)]).to_wire()[3][0])
-    run[1] = "s1_operational"
-    run[column] = list(run[column])
+    run = wire_run(flood(5))
     run[column][1] = value
-    checked = Run.from_wire(run, 10)
-    assert checked.events(8) is None
-    result = delivered(Events((checked,)))
-    assert isinstance(result[0], Event) and isinstance(result[2], Event)
+    checked_run = Run.from_wire(run, 10)
+    assert checked_run.events(8) is None
+    result = delivered([checked_run])
+    assert all(isinstance(e, Event) for e in result[:1] + result[2:])
     assert result[1] in ("InvalidMessageError", "LimitExceededError")
 
 
 @pytest.mark.parametrize(
     "raw",
     [
-        "run",
-        ["t", "c", "a", 0, False, [{}], [1], [0]],  # 8 fields
         ["t", "c", "a", 0, False, [], [], [], None],  # empty
         ["t", "c", "a", 0, False, [{}], [1, 2], [0], None],  # columns differ
         ["t", "c", "a", 0, False, [{}], [1], [0], []],  # nodes column too short
         ["t", "c", "a", 0, False, {}, [1], [0], None],  # data not a list
     ],
 )
-def test_a_run_of_the_wrong_shape_makes_the_frame_invalid(raw: object) -> None:
+def test_a_run_of_the_wrong_shape_makes_the_frame_invalid(raw: list[Any]) -> None:
     with pytest.raises(InvalidMessageError, match="run"):
         Run.from_wire(raw, 10)
+    with pytest.raises(InvalidMessageError, match="run"):
+        Events.from_wire([1, 1, 0, [raw], False])
+
+
+def test_anything_else_is_one_event_refused_on_its_own() -> None:
+    msg = Events.from_wire([1, 1, 0, ["junk", ["t", "c", "a", 0, False, [{}], [1], [0]]], False])
+    assert msg.count == 2
+    assert delivered(msg.items) == ["InvalidMessageError"] * 2
 
 
 def test_a_frame_may_not_carry_more_events_than_max_batch() -> None:
     run = ["t", "general", "a", 0, False, [{}] * 6, [1] * 6, [0] * 6, None]
     with pytest.raises(InvalidMessageError, match=r"1\.\.4"):
         Run.from_wire(run, 4)
+    with pytest.raises(InvalidMessageError, match="more than"):
+        Events.from_wire([1, 1, 0, [run, *(["x"] * 9_995)], False])
 
 
 def test_tail_skips_what_was_delivered() -> None:
     events = [ev(logical=i, node="z" if i == 3 else None) for i in range(5)]
-    (run,) = runs_of(events)
+    (run,) = items_of(events)
+    assert isinstance(run, Run)
     rest = run.tail(2)
     assert rest.size == 3 and rest.nodes == ["a", "z", "a"]
     assert [Event.from_wire(r) for r in rest.rows()] == events[2:]
@@ -203,22 +235,27 @@ event_strategy = st.builds(
     node=st.one_of(st.none(), names),
     hops=st.integers(0, 2),
 )
+# long stretches too: the same event repeated makes runs
+stretches = st.lists(
+    st.tuples(event_strategy, st.integers(1, 6)).map(lambda t: [t[0]] * t[1]), max_size=8
+).map(lambda parts: [e for part in parts for e in part])
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(event_strategy, max_size=30))
+@given(stretches)
 def test_any_sequence_of_events_comes_back_as_it_went(events: list[Event]) -> None:
     msg = roundtrip(events)
     assert msg.count == len(events)
-    assert delivered(msg) == events
-    for skip in range(len(events) + 1):
+    assert delivered(msg.items) == events
+    for skip in range(len(events) + 1):  # what a receiver delivers after skipping
         rest: list[Event | str] = []
         left = skip
-        for run in msg.runs:
-            if left >= run.size:
-                left -= run.size
+        for item in msg.items:
+            size = item_size(item)
+            if left >= size:
+                left -= size
                 continue
-            part = run.tail(left) if left else run
+            part = item.tail(left) if left else item
             left = 0
-            rest += delivered(Events((part,)))
+            rest += delivered([part])
         assert rest == events[skip:]

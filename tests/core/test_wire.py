@@ -74,10 +74,8 @@ def test_roundtrip_every_message(msg: object) -> None:
     if isinstance(msg, Events):
         (back,) = got
         assert isinstance(back, Events)
-        assert attrs.evolve(back, runs=()) == attrs.evolve(msg, runs=())
-        assert [e for run in back.runs for e in run.events(8) or ()] == [
-            e for run in msg.runs for e in run.events(8) or ()
-        ]
+        assert attrs.evolve(back, items=()) == attrs.evolve(msg, items=())
+        assert [Event.from_wire(raw) for raw in back.items] == list(msg.items)
     elif isinstance(msg, Heartbeat):
         assert got[0].health == {"overall": 0.9, "s1": 1.0}
         assert got[0].reach == msg.reach
@@ -243,7 +241,13 @@ def test_event_hops_beyond_max_rejected() -> None:
     d.feed(encode(Events.of((far,))))
     (msg,) = list(d)
     assert isinstance(msg, Events)
-    (run,) = msg.runs
+    (single,) = msg.items  # a lone event travels on its own, as its array
+    with pytest.raises(InvalidMessageError, match="hops"):
+        Event.from_wire(single, max_hops=2)
+    d.feed(encode(Events.of((far,) * 5)))  # and in a run
+    (msg,) = list(d)
+    assert isinstance(msg, Events)
+    (run,) = msg.items
     assert run.events(max_hops=2) is None
     with pytest.raises(InvalidMessageError, match="hops"):
         Event.from_wire(run.rows()[0], max_hops=2)
