@@ -102,7 +102,10 @@ class Run(NamedTuple):
         """Every event of the run, if all are valid and plain (flat data, stamps
         naming the source); else None: check them one by one (:meth:`rows`)."""
         etype, channel, source, hops, compressed, data, physical, logical, nodes = self
-        chan = channel if type(channel) is Channel else _CHANNEL_BY_VALUE.get(channel)
+        if type(channel) is Channel:  # built here
+            chan: Channel | None = channel
+        else:  # from the wire: a value, maybe not even hashable
+            chan = _CHANNEL_BY_VALUE.get(channel) if type(channel) is str else None
         if (
             chan is None
             or nodes is not None
