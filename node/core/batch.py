@@ -1,23 +1,23 @@
 """Events on the wire in runs: what an EVENTS frame carries (sans-IO).
 
-A run is a stretch of consecutive events that share type, channel, source,
-hops and the compressed marker, sent once per run, with the rest in columns:
+A run is a stretch of consecutive events that share source, hops and the
+compressed marker, sent once per run, with the rest in columns:
 
     [type, channel, source, hops, compressed, [data...], [physical...], [logical...], nodes]
 
-``nodes`` is nil when every event's timestamp names its source (always, for
-events a node stamps itself), else the column of timestamp nodes. An EVENTS
-frame holds items in order: runs (of at least ``MIN_RUN`` events) and single
-events as ``Event.to_wire`` describes them (the rest: a lone event, or
-traffic whose types alternate, where a run's own lists would cost more).
+``type`` and ``channel`` are one value when every event of the run has it (a
+flood of one type), else a column each; ``nodes`` is nil when every event's
+timestamp names its source (always, for events a node stamps itself), else
+the column of timestamp nodes. What one node publishes is therefore one run
+per frame, whatever its types. An EVENTS frame holds items in order: runs (of
+at least ``MIN_RUN`` events) and single events as ``Event.to_wire`` describes
+them (a lone event, a few, or a short stretch of relayed events).
 
-A flood of one event type is one run per frame, so the sender packs a map
-and two integers per event instead of a seven-item array with a nested
-timestamp and a channel through msgpack's ``default`` hook, and the receiver
-unpacks fewer objects and checks type, channel, source, hops and marker once
-per run. Measured with ``timeit`` (best of 7), 256-event frames of one type:
-encode 0.50 -> 0.28 µs per event, decode and check 1.49 -> 0.94 µs; with two
-types alternating (single events) encode 0.59, decode and check 1.65.
+The sender packs a map and two integers per event instead of a seven-item
+array with a nested timestamp and a channel through msgpack's ``default``
+hook, and the receiver unpacks fewer objects and checks the shared fields
+once per run. Measured with ``timeit`` (best of 7), 256-event frames of one
+type: encode 0.50 -> 0.28 µs per event, decode and check 1.49 -> 0.94 µs.
 
 Validation is unchanged in substance: :meth:`Run.events` accepts a run only
 if every event would pass ``Event.from_wire``; anything unusual (nested data,
@@ -30,9 +30,8 @@ Single events are always checked one by one.
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import groupby, repeat
-from operator import is_not
 from typing import Any, NamedTuple
 
 from node.core.events import (
@@ -49,20 +48,20 @@ RUN_FIELDS = 9
 #: Stretches of fewer events go as single events: a run's own lists cost more.
 MIN_RUN = 4
 
-_RUN_KEY = operator.itemgetter(0, 1, 3, 5, 6)  # type, channel, source, hops, compressed
+_RUN_KEY = operator.itemgetter(3, 5, 6)  # source, hops, compressed
+_TYPE = operator.itemgetter(0)
+_CHANNEL = operator.itemgetter(1)
 _DATA = operator.itemgetter(2)
 _STAMP = operator.itemgetter(4)
-_PHYSICAL = operator.itemgetter(0)
-_LOGICAL = operator.itemgetter(1)
-_NODE = operator.itemgetter(2)
 _new = tuple.__new__
 
 
 class Run(NamedTuple):
-    """Consecutive events with the same type, channel, source, hops and marker."""
+    """Consecutive events with the same source, hops and marker; type and channel
+    are one value for all, or (where they vary) a column each."""
 
-    type: Any
-    channel: Any  # a Channel when built here; its value (unchecked) when decoded
+    type: Any  # str, or a column of them
+    channel: Any  # a Channel (built here) or its value (decoded, unchecked); or a column
     source: Any
     hops: Any
     compressed: Any
@@ -93,6 +92,8 @@ class Run(NamedTuple):
             or len(physical) != n
             or len(logical) != n
             or not (nodes is None or (type(nodes) is list and len(nodes) == n))
+            or (type(raw[0]) is list and len(raw[0]) != n)
+            or (type(raw[1]) is list and len(raw[1]) != n)
         ):
             raise InvalidMessageError("EVENTS run columns must all hold one item per event")
         run: Run = _new(cls, raw)
@@ -102,21 +103,19 @@ class Run(NamedTuple):
         """Every event of the run, if all are valid and plain (flat data, stamps
         naming the source); else None: check them one by one (:meth:`rows`)."""
         etype, channel, source, hops, compressed, data, physical, logical, nodes = self
-        if type(channel) is Channel:  # built here
-            chan: Channel | None = channel
-        else:  # from the wire: a value, maybe not even hashable
-            chan = _CHANNEL_BY_VALUE.get(channel) if type(channel) is str else None
         if (
-            chan is None
-            or nodes is not None
-            or type(etype) is not str
-            or not 0 < len(etype) <= MAX_TYPE_LEN
+            nodes is not None
             or type(source) is not str
             or not 0 < len(source) <= MAX_NODE_NAME
             or type(hops) is not int
             or not 0 <= hops <= max_hops
             or type(compressed) is not bool
         ):
+            return None
+        if type(etype) is list or type(channel) is list:
+            return self._varying(max_hops)
+        chan = _channel(channel)
+        if chan is None or type(etype) is not str or not 0 < len(etype) <= MAX_TYPE_LEN:
             return None
         out = []
         for item, phys, count in zip(data, physical, logical, strict=True):
@@ -135,21 +134,55 @@ class Run(NamedTuple):
             out.append(_new(Event, (etype, chan, item, source, stamp, hops, compressed)))
         return out
 
+    def _varying(self, max_hops: int) -> list[Event] | None:
+        """:meth:`events` where type or channel is a column (the shared fields
+        were checked by the caller)."""
+        etype, channel, source, hops, compressed, data, physical, logical, _ = self
+        n = len(data)
+        types = etype if type(etype) is list else repeat(etype, n)
+        channels = channel if type(channel) is list else repeat(channel, n)
+        out = []
+        for kind, value, item, phys, count in zip(
+            types, channels, data, physical, logical, strict=True
+        ):
+            chan = _channel(value)
+            if (
+                chan is None
+                or type(kind) is not str
+                or not 0 < len(kind) <= MAX_TYPE_LEN
+                or type(item) is not dict
+                or type(phys) is not int
+                or type(count) is not int
+                or not 0 <= phys <= MAX_PHYSICAL
+                or not 0 <= count <= MAX_LOGICAL
+            ):
+                return None
+            for key, field in item.items():
+                if type(key) is not str or type(field) not in _SCALAR_TYPES:
+                    return None
+            stamp = _new(Timestamp, (phys, count, source))
+            out.append(_new(Event, (kind, chan, item, source, stamp, hops, compressed)))
+        return out
+
     def rows(self) -> list[list[Any]]:
         """Each event as the array ``Event.from_wire`` checks (the slow path)."""
         etype, channel, source, hops, compressed, data, physical, logical, nodes = self
-        if type(channel) is Channel:
-            channel = channel.value
+        types = etype if type(etype) is list else repeat(etype)
+        channels = channel if type(channel) is list else repeat(channel)
         names = repeat(source) if nodes is None else nodes
         return [
-            [etype, channel, item, source, [phys, logical_, name], hops, compressed]
-            for item, phys, logical_, name in zip(data, physical, logical, names, strict=False)
+            [kind, _value(chan), item, source, [phys, count, name], hops, compressed]
+            for kind, chan, item, phys, count, name in zip(
+                types, channels, data, physical, logical, names, strict=False
+            )
         ]
 
     def tail(self, skip: int) -> Run:
         """The run without its first ``skip`` events (already delivered)."""
-        nodes = self.nodes
+        nodes, etype, channel = self.nodes, self.type, self.channel
         return self._replace(
+            type=etype[skip:] if type(etype) is list else etype,
+            channel=channel[skip:] if type(channel) is list else channel,
             data=self.data[skip:],
             physical=self.physical[skip:],
             logical=self.logical[skip:],
@@ -163,40 +196,53 @@ def items_of(events: Sequence[Event]) -> tuple[Run | Event, ...]:
     n = len(events)
     if n < MIN_RUN:  # a lone event (the latency path) or a few: no grouping
         return tuple(events)
-    # A flood is one run: transpose the batch in C and check that the shared
-    # fields are shared (tuple.count compares by identity first).
+    # What a node publishes is one run: transpose the batch in C and check that
+    # the shared fields are shared (tuple.count compares by identity first).
     types, channels, data, sources, stamps, hops_, marks = zip(*events, strict=True)
-    etype, channel, source, hops, compressed = types[0], channels[0], sources[0], hops_[0], marks[0]
-    if (
-        types.count(etype) == n
-        and channels.count(channel) == n
-        and sources.count(source) == n
-        and hops_.count(hops) == n
-        and marks.count(compressed) == n
-    ):
-        physical, logical, names = zip(*stamps, strict=True)
-        nodes = None if names.count(source) == n else list(names)
-        shared = (etype, channel, source, hops, compressed)
-        run: Run = _new(Run, (*shared, list(data), list(physical), list(logical), nodes))
-        return (run,)
-    if list(map(is_not, types, types[1:])).count(True) * MIN_RUN >= n:
-        return tuple(events)  # types alternate: runs would be short (grouping costs more)
-    items: list[Run | Event] = []
-    for shared, group in groupby(events, _RUN_KEY):
+    source, hops, compressed = sources[0], hops_[0], marks[0]
+    if sources.count(source) == n and hops_.count(hops) == n and marks.count(compressed) == n:
+        return (_run(types, channels, source, hops, compressed, data, stamps),)
+    items: list[Run | Event] = []  # relayed events among our own: group by source
+    for (source, hops, compressed), group in groupby(events, _RUN_KEY):
         members = list(group)
         if len(members) < MIN_RUN:
             items += members
             continue
-        stamped = list(map(_STAMP, members))
-        stamp_nodes = list(map(_NODE, stamped))
-        columns = (
-            list(map(_DATA, members)),
-            list(map(_PHYSICAL, stamped)),
-            list(map(_LOGICAL, stamped)),
-            None if stamp_nodes.count(shared[2]) == len(stamp_nodes) else stamp_nodes,
-        )
-        items.append(_new(Run, (*shared, *columns)))
+        kinds = tuple(map(_TYPE, members))
+        values = tuple(map(_CHANNEL, members))
+        stamped = tuple(map(_STAMP, members))
+        items.append(_run(kinds, values, source, hops, compressed, map(_DATA, members), stamped))
     return tuple(items)
+
+
+def _run(
+    types: tuple[str, ...],
+    channels: tuple[Channel, ...],
+    source: str,
+    hops: int,
+    compressed: bool,
+    data: Iterable[Any],
+    stamps: tuple[Timestamp, ...],
+) -> Run:
+    n = len(types)
+    physical, logical, names = zip(*stamps, strict=True)
+    etype = types[0] if types.count(types[0]) == n else list(types)
+    channel = channels[0] if channels.count(channels[0]) == n else list(channels)
+    nodes = None if names.count(source) == n else list(names)
+    shared = (etype, channel, source, hops, compressed)
+    run: Run = _new(Run, (*shared, list(data), list(physical), list(logical), nodes))
+    return run
+
+
+def _channel(value: object) -> Channel | None:
+    """A channel built here, or from its value off the wire (None: unknown)."""
+    if type(value) is Channel:
+        return value
+    return _CHANNEL_BY_VALUE.get(value) if type(value) is str else None
+
+
+def _value(channel: object) -> object:
+    return channel.value if type(channel) is Channel else channel
 
 
 def item_size(item: Run | Event | list[Any]) -> int:

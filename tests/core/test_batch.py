@@ -86,13 +86,42 @@ def test_a_lone_event_and_short_stretches_go_on_their_own() -> None:
     assert items_of([ev()]) == (ev(),)
     few = flood(MIN_RUN - 1)
     assert items_of(few) == tuple(few)
-    alternating = [ev("a" if i % 2 else "b", logical=i) for i in range(10)]
-    assert items_of(alternating) == tuple(alternating)
-    msg = roundtrip(alternating)
-    assert msg.count == 10 and delivered(msg.items) == alternating
+    msg = roundtrip(few)
+    assert msg.count == MIN_RUN - 1 and delivered(msg.items) == few
 
 
-def test_items_keep_the_order_and_split_where_anything_shared_changes() -> None:
+def test_types_and_channels_that_vary_travel_as_columns() -> None:
+    mixed = [
+        ev("status_update" if i % 2 else "task_execution", logical=i, data={"i": i})
+        for i in range(6)
+    ]
+    mixed[4] = mixed[4]._replace(channel=Channel.GENERAL)
+    (run,) = items_of(mixed)
+    assert isinstance(run, Run)
+    assert run.type == ["task_execution", "status_update"] * 3
+    assert run.channel == [Channel.S1_OPERATIONAL] * 4 + [Channel.GENERAL, Channel.S1_OPERATIONAL]
+    (back,) = roundtrip(mixed).items
+    assert back.events(8) == mixed
+    assert back.tail(3).events(8) == mixed[3:]
+    assert [Event.from_wire(r) for r in back.rows()] == mixed
+
+
+@pytest.mark.parametrize(("column", "value"), [(0, ""), (0, 5), (1, "s9"), (1, ["x"])])
+def test_a_bad_type_or_channel_in_a_column_refuses_that_event_only(
+    column: int, value: object
+) -> None:
+    mixed = [ev("status_update" if i % 2 else "task_execution", logical=i) for i in range(5)]
+    mixed[2] = mixed[2]._replace(channel=Channel.GENERAL)  # channels vary too
+    run = wire_run(mixed)
+    run[column][3] = value
+    checked_run = Run.from_wire(run, 10)
+    assert checked_run.events(8) is None
+    result = delivered([checked_run])
+    assert result[3] == "InvalidMessageError"
+    assert result[:3] + result[4:] == mixed[:3] + mixed[4:]
+
+
+def test_items_keep_the_order_and_split_where_source_hops_or_marker_change() -> None:
     events = [
         *flood(4),
         ev("status_update", logical=9, channel=Channel.GENERAL),
@@ -101,8 +130,8 @@ def test_items_keep_the_order_and_split_where_anything_shared_changes() -> None:
         *flood(4, source="b"),
     ]
     items = items_of(events)
-    assert [type(i).__name__ for i in items] == ["Run", "Event", "Run", "Event", "Run"]
-    assert [item_size(i) for i in items] == [4, 1, 4, 1, 4]
+    assert [type(i).__name__ for i in items] == ["Run", "Run", "Event", "Run"]
+    assert [item_size(i) for i in items] == [5, 4, 1, 4]
     assert delivered(items) == events
     assert delivered(roundtrip(events).items) == events
 
@@ -188,6 +217,8 @@ def test_a_bad_column_value_refuses_that_event_only(column: int, value: object) 
         ["t", "c", "a", 0, False, [{}], [1, 2], [0], None],  # columns differ
         ["t", "c", "a", 0, False, [{}], [1], [0], []],  # nodes column too short
         ["t", "c", "a", 0, False, {}, [1], [0], None],  # data not a list
+        [["t", "u"], "c", "a", 0, False, [{}], [1], [0], None],  # type column too long
+        ["t", [], "a", 0, False, [{}], [1], [0], None],  # channel column too short
     ],
 )
 def test_a_run_of_the_wrong_shape_makes_the_frame_invalid(raw: list[Any]) -> None:
