@@ -12,18 +12,22 @@ from vsmtest import COOKIE, cluster, full_mesh, wait_for
 from node.core.events import Channel, Event
 from node.core.hlc import Timestamp, wall_clock_ms
 from node.core.wire import Ack, Events
+from node.node import Node
 from node.runtime.peer import FramedStream, Identity, handshake
 from node.sim import SimNetwork
 
 pytestmark = pytest.mark.trio
 
 
-async def rogue(net: SimNetwork, name: str, target: str) -> FramedStream:
-    """Complete a real handshake as ``name`` (it knows the cookie), return the stream."""
+async def rogue(net: SimNetwork, name: str, target: str, node: Node | None = None) -> FramedStream:
+    """Complete a real handshake as ``name`` (it knows the cookie), return the stream;
+    given the ``node`` it connected to, once that node counts it as connected."""
     stream = await net.transport(name).connect(target)
     framed = FramedStream(stream, max_frame=1 << 20, max_hops=8)
     me = Identity("vsm", name, "member", "", 1, COOKIE)
     await handshake(framed, me, initiator=True, time_limit_s=5)
+    if node is not None:
+        await wait_for(lambda: name in node.bridge.peers and node.bridge.peers[name].connected)
     return framed
 
 
@@ -37,8 +41,7 @@ async def test_garbage_frames_are_counted_and_the_node_survives(
             a = nodes["a"]
             got: list[Event] = []
             a.subscribe("*", got.append)
-            framed = await rogue(net, "r", "a:7401")
-            await wait_for(lambda: "r" in a.bridge.peers and a.bridge.peers["r"].connected)
+            framed = await rogue(net, "r", "a:7401", a)
 
             # not msgpack, unknown kind, wrong shape: each counted, connection kept
             junk = [b"\xc1\xc1", msgpack.packb([99]), msgpack.packb([4, "x"])]
@@ -84,8 +87,7 @@ async def test_one_invalid_event_of_a_run_is_refused_alone_and_reported_back(
             a = nodes["a"]
             got: list[Event] = []
             a.subscribe("task_execution", got.append)
-            framed = await rogue(net, "r", "a:7401")
-            await wait_for(lambda: "r" in a.bridge.peers and a.bridge.peers["r"].connected)
+            framed = await rogue(net, "r", "a:7401", a)
             now = wall_clock_ms()
             s1 = Channel.S1_OPERATIONAL
             events = [
@@ -143,8 +145,7 @@ async def test_silent_and_excess_connections_do_not_hurt(autojump_clock: trio.ab
             assert len(a.bridge._pending) == DEFAULT_PER_HOST
             # a member joins at once, without waiting for the idle ones to time out
             started = trio.current_time()
-            framed = await rogue(net, "r", "a:7401")
-            await wait_for(lambda: "r" in a.bridge.peers and a.bridge.peers["r"].connected)
+            framed = await rogue(net, "r", "a:7401", a)
             assert trio.current_time() - started < 1
             assert a.bridge.counters.get("handshake_timeout", 0) == 0
             for s in streams:
@@ -162,8 +163,7 @@ async def test_a_member_joins_from_the_flooding_host_itself(
             a = nodes["a"]
             flood = net.transport("r")
             streams = [await flood.connect("a:7401") for _ in range(70)]
-            framed = await rogue(net, "r", "a:7401")
-            await wait_for(lambda: "r" in a.bridge.peers and a.bridge.peers["r"].connected)
+            framed = await rogue(net, "r", "a:7401", a)
             for s in streams:
                 await s.aclose()
             await framed.aclose()
