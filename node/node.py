@@ -260,10 +260,10 @@ class Node:
 
         Returns at once while every connected member's queue (events not yet
         acknowledged) is at most ``send_high_water`` (looked at every 128 sends,
-        so it may be passed by that many, and whenever the link was idle);
-        above it, waits until it is below
-        ``send_low_water``. Observers and unreachable peers never make
-        it wait (their events wait in the backlog). BackpressureTimeout after
+        so it may be passed by that many, and whenever the event woke the writer
+        of an idle link); above it, waits until it is below ``send_low_water``.
+        Observers and unreachable peers never make it wait (their events wait
+        in the backlog). BackpressureTimeout after
         ``timeout`` seconds (default: the ``send_timeout_s`` setting); the
         event was published all the same.
         """

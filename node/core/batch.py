@@ -114,13 +114,28 @@ class Run(NamedTuple):
             or type(compressed) is not bool
         ):
             return None
-        if type(etype) is list or type(channel) is list:
-            return self._varying(max_hops)
-        chan = _channel(channel)
-        if chan is None or type(etype) is not str or not 0 < len(etype) <= MAX_TYPE_LEN:
+        n = len(data)
+        if type(etype) is list:  # a column: every entry checked
+            if not all(type(t) is str and 0 < len(t) <= MAX_TYPE_LEN for t in etype):
+                return None
+            types: Iterable[Any] = etype
+        elif type(etype) is str and 0 < len(etype) <= MAX_TYPE_LEN:
+            types = repeat(etype, n)
+        else:
             return None
+        if type(channel) is list:
+            chans: Iterable[Any] = [_channel(value) for value in channel]
+            if None in chans:
+                return None
+        else:
+            chan = _channel(channel)
+            if chan is None:
+                return None
+            chans = repeat(chan, n)
         out = []
-        for item, phys, count in zip(data, physical, logical, strict=True):
+        for kind, chan, item, phys, count in zip(
+            types, chans, data, physical, logical, strict=True
+        ):
             if (
                 type(item) is not dict
                 or type(phys) is not int
@@ -131,36 +146,6 @@ class Run(NamedTuple):
                 return None
             for key, value in item.items():  # check_data's fast path: flat scalars
                 if type(key) is not str or type(value) not in _SCALAR_TYPES:
-                    return None
-            stamp = _new(Timestamp, (phys, count, source))
-            out.append(_new(Event, (etype, chan, item, source, stamp, hops, compressed)))
-        return out
-
-    def _varying(self, max_hops: int) -> list[Event] | None:
-        """:meth:`events` where type or channel is a column (the shared fields
-        were checked by the caller)."""
-        etype, channel, source, hops, compressed, data, physical, logical, _ = self
-        n = len(data)
-        types = etype if type(etype) is list else repeat(etype, n)
-        channels = channel if type(channel) is list else repeat(channel, n)
-        out = []
-        for kind, value, item, phys, count in zip(
-            types, channels, data, physical, logical, strict=True
-        ):
-            chan = _channel(value)
-            if (
-                chan is None
-                or type(kind) is not str
-                or not 0 < len(kind) <= MAX_TYPE_LEN
-                or type(item) is not dict
-                or type(phys) is not int
-                or type(count) is not int
-                or not 0 <= phys <= MAX_PHYSICAL
-                or not 0 <= count <= MAX_LOGICAL
-            ):
-                return None
-            for key, field in item.items():
-                if type(key) is not str or type(field) not in _SCALAR_TYPES:
                     return None
             stamp = _new(Timestamp, (phys, count, source))
             out.append(_new(Event, (kind, chan, item, source, stamp, hops, compressed)))

@@ -298,7 +298,7 @@ class Replicator:
         first, batch = outbox.take_batch(self.config.batch_max)
         if not batch:
             return None
-        ack = self._take_ack(peer, inbound) if inbound is not None and inbound.ack_due else 0
+        ack = self._take_ack(peer, inbound)[0] if inbound is not None and inbound.ack_due else 0
         probe = self._probe_due(peer)
         return self._encode(outbox, first, batch, ack, probe=probe), probe
 
@@ -383,20 +383,19 @@ class Replicator:
         return peer.rtt_probe is None and self._now() >= peer.next_probe
 
     @staticmethod
-    def _take_ack(peer: PeerLink, inbound: InboundLink) -> int:
-        """The cumulative ack to piggyback on an EVENTS frame."""
+    def _take_ack(peer: PeerLink, inbound: InboundLink) -> tuple[int, dict[int, str]]:
+        """Everything processed is acknowledged now (cumulative, with the
+        refusals still owed): nothing is held or urgent any more."""
         peer.ack_now = False
         peer.ack_deadline = _NEVER
-        return inbound.take_ack()[0]
+        return inbound.take_ack()
 
     async def _send_ack(self, framed: FramedStream, peer: PeerLink, inbound: InboundLink) -> None:
         await self._send(framed, self._ack_frame(peer, inbound))
 
     def _ack_frame(self, peer: PeerLink, inbound: InboundLink) -> bytes:
         """A bare ACK for everything processed (with the refusals still owed)."""
-        peer.ack_now = False
-        peer.ack_deadline = _NEVER
-        upto, refused = inbound.take_ack()
+        upto, refused = self._take_ack(peer, inbound)
         return encode(Ack(upto, tuple(sorted(refused.items()))), max_frame=self.config.max_frame)
 
     def _encode(
