@@ -147,6 +147,7 @@ class Node:
             on_breaker=self._on_breaker,
             signal_session=self.algedonic.serve_signal_connection,
             datagrams=self.algedonic.open_datagrams,  # bound before the first HELLO
+            urgent=self.algedonic.poll,  # alarms and their acks between frames
         )
         self._replication = self.bridge.replication
         self._replicate = self._replication.replicate  # once per event: no lookups

@@ -32,7 +32,8 @@ import ipaddress
 import logging
 import secrets
 import socket as stdlib_socket
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
@@ -84,6 +85,8 @@ MAX_SIGNALS_PER_CONNECTION = 16
 SIGNAL_CONNECTION_LIMIT_S = 10.0
 RECV_SIZE = 65_536
 MAX_DRAIN = 64  # datagrams handled per wakeup, so a flood cannot starve the loop
+# poll() looks at the socket at most this often (a system call each time).
+POLL_INTERVAL_S = 0.0002
 WILDCARDS = frozenset({"*", "", "0.0.0.0"})
 
 
@@ -149,6 +152,7 @@ class AlgedonicBroadcast:
         self._fresh: set[tuple[str, str]] = set()  # (signal id, target) connections open
         self._no_port_logged: set[str] = set()  # peers said (once) to have no UDP port
         self._nursery: trio.Nursery | None = None
+        self._polled = 0.0  # perf_counter of poll's last look
 
     # --- components ----------------------------------------------------------------
 
@@ -215,30 +219,54 @@ class AlgedonicBroadcast:
                     await trio.lowlevel.checkpoint()
                     continue
                 await self._on_datagram(data, sender)
-                await self._drain()
+                self._drain()  # the others that came with it
         finally:
             if self._sock is sock:
                 self.datagram_status = "bound"  # not receiving until restarted
 
-    async def _drain(self) -> None:
-        """Handle datagrams already waiting, without a scheduler round for each.
+    def poll(self) -> int:
+        """Handle the datagrams waiting on the socket now, in whichever task
+        calls; returns how many (at most MAX_DRAIN).
 
-        Acks from several peers arrive together; in a busy loop every
-        ``await recvfrom`` costs a whole round of the other tasks' work.
+        The replication reader and writers call this between frames
+        (``urgent`` of the bridge), so a signal or an ack does not wait for
+        the scheduler to reach the datagram task: in a flooded loop that is a
+        whole round of every task's work, milliseconds. At most once per
+        ``POLL_INTERVAL_S`` (each look is a system call); without a real
+        socket (the simulated network) it does nothing.
         """
+        now = time.perf_counter()
+        if now - self._polled < POLL_INTERVAL_S:
+            return 0
+        self._polled = now
+        return self._drain()
+
+    def _drain(self) -> int:
+        """Handle what waits on the real socket now (at most MAX_DRAIN), without
+        a scheduler round for each: acks from several peers arrive together."""
         raw = self._raw
-        for _ in range(MAX_DRAIN):
-            if raw is None:
-                return
+        if raw is None:
+            return 0
+        for n in range(MAX_DRAIN):
             try:
                 data, sender = raw.recvfrom(RECV_SIZE)
             except BlockingIOError:
-                return
+                return n
             except OSError as exc:
                 self.ledger.count("datagram_receive_errors")
                 log.debug("algedonic datagram receive: %s", exc)
-                return
-            await self._on_datagram(data, sender)
+                return n
+            ack = self._handle_datagram(data, sender)
+            if ack is not None:  # the socket's buffer is full: a task waits to send it
+                self._later(self._send_datagram, ack, tuple(sender[:2]))
+        return MAX_DRAIN
+
+    def _later(self, fn: Callable[..., Awaitable[object]], *args: Any) -> None:
+        nursery = self._nursery
+        if nursery is None:  # not running (stopping): the connection's copy is acked
+            self.ledger.count("datagram_send_errors")
+            return
+        nursery.start_soon(fn, *args)
 
     async def _open_socket(self, tcp_address: str) -> Any:
         host = parse_address(self.config.listen)[0]
@@ -590,6 +618,13 @@ class AlgedonicBroadcast:
             )
 
     async def _on_datagram(self, data: bytes, sender: Any) -> None:
+        ack = self._handle_datagram(data, sender)
+        if ack is not None:
+            await self._send_datagram(ack, tuple(sender[:2]))
+
+    def _handle_datagram(self, data: bytes, sender: Any) -> AlgedonicAck | None:
+        """Check and handle one datagram. Returns an ack the socket did not
+        take at once (the caller sends it the slow way), else None."""
         try:
             sealed = unseal(data, cookie=self.config.cookie, cluster=self.config.cluster)
             self.guard.check(sealed, self.hlc.wall())
@@ -599,14 +634,15 @@ class AlgedonicBroadcast:
             n = self.ledger.counters[key]
             if n == 1 or n % 1000 == 0:
                 log.warning("algedonic datagram from %s ignored (%d so far): %s", sender, n, exc)
-            return
+            return None
         msg = sealed.message
         if isinstance(msg, Algedonic):
             ack = self._receive(sealed.sender, msg, DATAGRAM)
             if ack is not None and not self._datagram_now(ack, sender[:2]):
-                await self._send_datagram(ack, tuple(sender[:2]))
+                return ack
         else:
             self._acked(sealed.sender, msg, DATAGRAM)
+        return None
 
     def _deliver(self, signal: Signal, path: str) -> None:
         for handler in list(self.s5_handlers):

@@ -49,7 +49,7 @@ from node.runtime.peer import (
     handshake,
 )
 from node.runtime.peerlink import PeerLink
-from node.runtime.replication import Replicator
+from node.runtime.replication import STREAMING, Replicator
 from node.runtime.transport import Transport
 
 log = logging.getLogger("vsm.bridge")
@@ -85,6 +85,9 @@ class ClusterBridge:
         # listening and before any handshake; held open while the bridge runs;
         # its value is the UDP port advertised in HELLO (0: none).
         datagrams: Callable[[str], AbstractAsyncContextManager[int]] | None = None,
+        # called between frames by the reader and the writers: work that must
+        # not wait for a scheduler round (the algedonic datagrams waiting).
+        urgent: Callable[[], object] | None = None,
     ) -> None:
         self.config = config
         self.transport = transport
@@ -122,6 +125,7 @@ class ClusterBridge:
             deliver_many=deliver_many,
             peers=self.peers,
             count=self.count,
+            urgent=urgent,
         )
         self._dispatch: dict[type, Callable[[PeerLink, Any], str | None]] = {
             Events: self.replication.on_events,
@@ -524,6 +528,7 @@ class ClusterBridge:
         # a silent peer is hung up on after 7/8 to 8/8 of ``idle``.
         slack = idle / 8
         clock = trio.lowlevel.current_clock().current_time
+        urgent = self.replication.urgent
         with trio.CancelScope(deadline=clock() + idle) as scope:
             while True:
                 try:
@@ -553,6 +558,8 @@ class ClusterBridge:
                     if ended:
                         return ended
                     if type(msg) is Events:
+                        if msg.count >= STREAMING:
+                            urgent()  # a stream: the scheduler's rounds are long
                         # One frame of events at a time, then the others run
                         # (an alarm's datagram, a reply's requester): a read
                         # of 64 KiB can hold a few hundred events.

@@ -67,6 +67,10 @@ _ADMIT, _COMPRESS = Verdict.ADMIT, Verdict.COMPRESS
 # Delayed ACK: fewer than ACK_EVERY events' ack waits up to ACK_DELAY_S for an
 # outgoing frame to ride on (epoll's timeout has millisecond steps).
 ACK_EVERY = 128
+# A frame of this many events (or a queue this deep) is a stream, not a reply:
+# between such frames the reader and writers call ``urgent`` (a lone event's
+# round trip does not pay for the look).
+STREAMING = 64
 ACK_DELAY_S = 0.001
 _NEVER = float("inf")
 
@@ -90,6 +94,7 @@ class Replicator:
         peers: dict[str, PeerLink],
         count: Callable[[str, int], None],
         deliver_many: Callable[[list[Event]], None] | None = None,
+        urgent: Callable[[], object] | None = None,
     ) -> None:
         self.config = config
         self.hlc = hlc
@@ -102,6 +107,10 @@ class Replicator:
         # Only events relayed through a third node need identity-based dedup;
         # direct ones are deduplicated by link sequence numbers.
         self.dedup = Deduplicator(config.dedup_size)
+        #: Called by the writers before each frame of a stream (and by the
+        #: bridge's reader after each one): what must not wait for a
+        #: scheduler round, which a stream makes long.
+        self.urgent: Callable[[], object] = urgent or _nothing
         self._progress = trio.Event()
         self._waiting = 0
         self._unchecked = 0  # sends since send() last looked at the queues
@@ -311,7 +320,10 @@ class Replicator:
         cfg = self.config
         outbox = peer.outbox
         inbound = peer.inbound
+        urgent = self.urgent
         while True:
+            if outbox.pending >= STREAMING:
+                urgent()
             if framed.has_tail:  # left by _write_now: it goes before anything else
                 await self._send(framed, b"")
                 continue
@@ -674,3 +686,7 @@ class Replicator:
                 "duplicates": self.dedup.duplicates,
             },
         }
+
+
+def _nothing() -> None:
+    """The default ``urgent``: nothing is."""

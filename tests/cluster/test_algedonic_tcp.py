@@ -24,6 +24,7 @@ from node.core.algedonic import (
 from node.core.events import Channel, Event
 from node.core.wire import Algedonic
 from node.node import Node, open_node
+from node.runtime import algedonic as algedonic_runtime
 
 pytestmark = pytest.mark.trio
 
@@ -145,3 +146,36 @@ async def test_datagrams_reach_an_algedonic_port_apart_from_the_tcp_port() -> No
             assert st["acks_in"] == {CONNECTION: 0, DATAGRAM: 2, FRESH: 0}
             for n in (b, c):
                 assert n.algedonic.stats()["copies_in"] == {CONNECTION: 0, DATAGRAM: 1, FRESH: 0}
+
+
+async def test_poll_handles_a_waiting_signal_in_the_calling_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reader and writers call ``poll`` between frames (the bridge's
+    ``urgent``): a signal waiting on the socket is delivered and acked there,
+    without the scheduler reaching the datagram task."""
+    with trio.fail_after(30):
+        async with three() as nodes:
+            a, b, _ = nodes
+            host, port = parse_address(b.address)
+            got: list[Event] = []
+            b.subscribe(Channel.ALGEDONIC, got.append)
+            msg = Signal.make("a-poll", check_signal(PAIN), "a", a.hlc.now()).to_message()
+            args: dict[str, Any] = dict(cluster="vsm", sender="a", hlc=a.hlc.now())
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+                raw.bind(("127.0.0.1", 0))
+                # Loopback UDP is queued at the receiver inside sendto; nothing
+                # below yields, so only poll() can have handled it.
+                raw.sendto(seal(msg, cookie=COOKIE, nonce=b"3" * 16, **args), (host, port))
+                b.algedonic._polled = 0.0  # the last look was long enough ago
+                assert b.algedonic.poll() == 1
+                assert [e.data["signal_id"] for e in got] == ["a-poll"]
+                raw.settimeout(5)
+                ack, _ = raw.recvfrom(65536)  # sent from inside poll(), at once
+                assert len(ack) > 32
+                # A second look within POLL_INTERVAL_S does not make the system call.
+                monkeypatch.setattr(algedonic_runtime, "POLL_INTERVAL_S", 60.0)
+                raw.sendto(seal(msg, cookie=COOKIE, nonce=b"4" * 16, **args), (host, port))
+                assert b.algedonic.poll() == 0
+            await until(lambda: b.algedonic.stats()["duplicates"] == 1)  # the datagram task's
+            assert b.algedonic.stats()["received"] == 1

@@ -9,6 +9,7 @@ from vsmtest import cluster, full_mesh, wait_for
 
 from node.core.events import Event
 from node.errors import BackpressureTimeout
+from node.runtime.algedonic import AlgedonicBroadcast
 from node.sim import SimNetwork
 
 pytestmark = pytest.mark.trio
@@ -59,6 +60,38 @@ async def test_alarm_overtakes_a_full_s1_lane(autojump_clock: trio.abc.Clock) ->
             await nodes["a"].flush(timeout=5)
             stats = nodes["a"].variety_stats()["peers"]["b"]
             assert stats["sent"] == 5_001 and stats["dropped"] == 0
+
+
+async def test_the_reader_and_the_writer_look_for_urgent_work_between_frames(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood keeps the scheduler busy for milliseconds a round; the replication
+    reader and writers call the node's ``urgent`` (AlgedonicBroadcast.poll, which
+    handles the alarm datagrams waiting) between the frames of a stream."""
+    calls: dict[str, int] = {}
+
+    def counting_poll(self: AlgedonicBroadcast) -> int:
+        calls[self.name] = calls.get(self.name, 0) + 1
+        return 0
+
+    monkeypatch.setattr(AlgedonicBroadcast, "poll", counting_poll)
+    net = SimNetwork()
+    with trio.fail_after(60):
+        async with cluster(net, ["a", "b"], quotas={"s1_operational": None}) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            got: list[Event] = []
+            nodes["b"].subscribe("task_execution", got.append)
+            before = dict(calls)
+            for i in range(2_000):
+                nodes["a"].publish("task_execution", {"i": i})
+            await nodes["a"].flush(timeout=5)
+            frames_out = nodes["a"].bridge.peers["b"].frames_out
+            assert len(got) == 2_000 and frames_out >= 2_000 // nodes["a"].config.batch_max
+            # 2,000 events are 8 frames of at most batch_max (256), each of at
+            # least STREAMING (64): a's writer looked before every one, b's
+            # reader after every one
+            assert calls["a"] - before.get("a", 0) >= frames_out
+            assert calls["b"] - before.get("b", 0) >= frames_out
 
 
 async def test_a_stall_then_reset_loses_nothing(autojump_clock: trio.abc.Clock) -> None:
