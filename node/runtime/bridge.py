@@ -562,8 +562,11 @@ class ClusterBridge:
                             urgent()  # a stream: the scheduler's rounds are long
                         # One frame of events at a time, then the others run
                         # (an alarm's datagram, a reply's requester): a read
-                        # of 64 KiB can hold a few hundred events.
-                        await trio.lowlevel.checkpoint()
+                        # of 64 KiB can hold a few hundred events. With
+                        # nothing left from the last read, the next read
+                        # lets them run (it waits, or checkpoints first).
+                        if framed.buffered_frames:
+                            await trio.lowlevel.checkpoint()
                     continue
                 other = self.handlers.get(type(msg))
                 if other is None:

@@ -148,6 +148,13 @@ class FramedStream:
         )
 
     @property
+    def buffered_frames(self) -> bool:
+        """Bytes of the last read are still undecoded: ``receive`` may return
+        from them without reading (nor letting other tasks run). Otherwise
+        its read does: it waits, or checkpoints before reading."""
+        return self.decoder.buffered > 0
+
+    @property
     def has_tail(self) -> bool:
         """Bytes from write_now are waiting: a send_bytes (of b"" if need be) must follow."""
         return bool(self._tail)
@@ -198,15 +205,48 @@ class FramedStream:
             msg = self._next()
             if msg is not None:
                 return msg
-            try:
-                await trio.lowlevel.checkpoint()
-                data = await self.stream.receive_some(RECEIVE_CHUNK)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise ConnectionClosedError(f"receive failed: {exc or type(exc).__name__}") from exc
+            data: bytes | bytearray
+            if self._socket is not None:
+                data = await self._read()
+            else:  # TLS: the stream decrypts
+                try:
+                    await trio.lowlevel.checkpoint()
+                    data = await self.stream.receive_some(RECEIVE_CHUNK)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    raise ConnectionClosedError(
+                        f"receive failed: {exc or type(exc).__name__}"
+                    ) from exc
             if not data:
                 raise ConnectionClosedError("peer closed the connection")
             self.bytes_in += len(data)
             self.decoder.feed(bytes(data))
+
+    async def _read(self) -> bytes:
+        """Read what the plain TCP socket holds (b"" at EOF), as ``write_now``
+        writes: straight from the descriptor.
+
+        Data already waiting means a stream: let the others run first (a
+        checkpoint per read, as receive_some's). None waiting means an idle
+        link: wait until readable, then read and return at once, without
+        the extra scheduler round receive_some takes after its read, which a
+        reply would otherwise wait for on each hop of a round trip.
+        """
+        sock = self._socket
+        assert sock is not None
+        try:
+            try:
+                data = os.read(sock.fileno(), RECEIVE_CHUNK)
+            except BlockingIOError:
+                while True:  # until readable for real (a wakeup can be spurious)
+                    await trio.lowlevel.wait_readable(sock)
+                    try:
+                        return os.read(sock.fileno(), RECEIVE_CHUNK)
+                    except BlockingIOError:
+                        continue
+            await trio.lowlevel.checkpoint()
+            return data
+        except (trio.ClosedResourceError, OSError) as exc:
+            raise ConnectionClosedError(f"receive failed: {exc or type(exc).__name__}") from exc
 
     def _next(self) -> AnyMessage | None:
         if self._opener is None:

@@ -9,7 +9,7 @@ import trio
 from node.core.events import Channel, Event
 from node.core.hlc import Timestamp
 from node.core.wire import Bye, Events, Hello
-from node.errors import AuthenticationError, HandshakeError
+from node.errors import AuthenticationError, ConnectionClosedError, HandshakeError
 from node.runtime.peer import FramedStream, Identity, PeerInfo, handshake
 from node.sim import SimNetwork
 
@@ -201,3 +201,50 @@ async def test_write_now_is_not_offered_where_it_cannot_work() -> None:
     assert stream.can_write_now
     left.close()
     assert not stream.can_write_now
+
+
+async def test_receive_reads_the_socket_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a plain socket receive() reads the descriptor directly: a frame split
+    over two writes is waited for and assembled, a wakeup without data waits
+    again, and EOF or a broken socket ends the stream with ConnectionClosedError."""
+    from node.core.wire import Heartbeat, encode
+
+    left, right = trio.socket.socketpair()
+    with left, right:
+        a = FramedStream(trio.SocketStream(left), max_frame=1 << 20, max_hops=8)
+        b = FramedStream(trio.SocketStream(right), max_frame=1 << 20, max_hops=8)
+        beat = Heartbeat("a", 1, (), {}, {}, "member", 5)
+        data = encode(beat)
+        waits = 0
+        real_wait = trio.lowlevel.wait_readable
+
+        async def spurious_first(sock: object) -> None:
+            nonlocal waits
+            waits += 1
+            if waits > 1:  # the first wakeup comes with nothing to read
+                await real_wait(sock)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(trio.lowlevel, "wait_readable", spurious_first)
+        received: list[object] = []
+
+        async def read() -> None:
+            received.append(await b.receive())
+            received.append(await b.receive())
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read)
+                await trio.sleep(0.01)
+                await a.send_bytes(data[:7])  # half a frame: the reader waits for the rest
+                await trio.sleep(0.01)
+                assert received == []
+                await a.send_bytes(data[7:] + data)  # the rest, and a whole second one
+        assert received == [beat, beat]
+        assert waits >= 3 and b.bytes_in == 2 * len(data)
+        assert not b.buffered_frames
+        left.close()  # EOF
+        with trio.fail_after(10), pytest.raises(ConnectionClosedError, match="peer closed"):
+            await b.receive()
+        right.close()  # this side's socket gone
+        with trio.fail_after(10), pytest.raises(ConnectionClosedError, match="receive failed"):
+            await b.receive()
