@@ -86,7 +86,7 @@ SIGNAL_CONNECTION_LIMIT_S = 10.0
 RECV_SIZE = 65_536
 MAX_DRAIN = 64  # datagrams handled per wakeup, so a flood cannot starve the loop
 # poll() looks at the socket at most this often (a system call each time).
-POLL_INTERVAL_S = 0.0002
+POLL_INTERVAL_S = 0.0005
 WILDCARDS = frozenset({"*", "", "0.0.0.0"})
 
 
@@ -327,8 +327,7 @@ class AlgedonicBroadcast:
         message = signal.to_message()
         try:
             async with trio.open_nursery() as nursery:
-                for name in broadcast.targets:
-                    self._send(nursery, broadcast, message, name, 1)
+                self._send_all(nursery, broadcast, message, broadcast.targets, 1)
                 # Path 4, after the others are on their way: a slow local
                 # subscriber must not hold the alarm back from the cluster.
                 self._deliver(signal, LOCAL)
@@ -341,7 +340,7 @@ class AlgedonicBroadcast:
                     for name, attempt in retry:
                         self.ledger.count("retries")
                         log.info("signal %s: no ack from %s, attempt %d", signal.id, name, attempt)
-                        self._send(nursery, broadcast, message, name, attempt)
+                        self._send_all(nursery, broadcast, message, [name], attempt)
                     for name in failed:
                         log.warning("signal %s: %s did not confirm", signal.id, name)
                 nursery.cancel_scope.cancel()
@@ -402,25 +401,31 @@ class AlgedonicBroadcast:
             targets=self.reachable(),
         )
 
-    def _send(
+    def _send_all(
         self,
         nursery: trio.Nursery,
         broadcast: Broadcast,
         message: Algedonic,
-        name: str,
+        names: Iterable[str],
         attempt: int,
     ) -> None:
+        """One attempt to each of ``names``: the datagrams first (the fastest
+        path: the receiver reads them apart from any queue), sealed once for
+        all (a fresh nonce per attempt), then the connections' copies."""
         links = self._links()
-        if links.send_control(name, message):
-            self.ledger.count("copies_out_connection")
-        address = self._address_of(name)
-        udp = self._datagram_target(name, address) if self._sock is not None else None
-        if udp and not self._datagram_now(message, udp):
-            nursery.start_soon(self._send_datagram, message, udp)
-        key = (message.signal_id, name)
-        if address and attempt >= self.settings.fresh_from_attempt and key not in self._fresh:
-            self._fresh.add(key)
-            nursery.start_soon(self._fresh_connection, name, address, message)
+        sealed = self._seal(message) if self._raw is not None else None
+        addresses = {name: self._address_of(name) for name in names}
+        for name, address in addresses.items():
+            udp = self._datagram_target(name, address) if self._sock is not None else None
+            if udp and not self._datagram_now(message, udp, sealed):
+                nursery.start_soon(self._send_datagram, message, udp)
+        for name, address in addresses.items():
+            if links.send_control(name, message):
+                self.ledger.count("copies_out_connection")
+            key = (message.signal_id, name)
+            if address and attempt >= self.settings.fresh_from_attempt and key not in self._fresh:
+                self._fresh.add(key)
+                nursery.start_soon(self._fresh_connection, name, address, message)
 
     def _address_of(self, name: str) -> str:
         links = self._links()
@@ -465,8 +470,11 @@ class AlgedonicBroadcast:
     def _sent_datagram(self, message: Algedonic | AlgedonicAck) -> None:
         self.ledger.count("copies_out_datagram" if isinstance(message, Algedonic) else "acks_out")
 
-    def _datagram_now(self, message: Algedonic | AlgedonicAck, to: Any) -> bool:
-        """Send at once on the real socket if ``to`` is an IP address (True: done).
+    def _datagram_now(
+        self, message: Algedonic | AlgedonicAck, to: Any, sealed: bytes | None = None
+    ) -> bool:
+        """Send at once on the real socket if ``to`` is an IP address (True: done);
+        ``sealed``: the message already sealed (one signal to several targets).
 
         False leaves it to ``_send_datagram`` (a host name to resolve, a full
         buffer, or the simulated network, whose sockets are async only).
@@ -480,7 +488,7 @@ class AlgedonicBroadcast:
         except ValueError:
             return False
         try:
-            raw.sendto(self._seal(message), target)
+            raw.sendto(self._seal(message) if sealed is None else sealed, target)
         except BlockingIOError:
             return False
         except OSError as exc:

@@ -179,3 +179,38 @@ async def test_poll_handles_a_waiting_signal_in_the_calling_task(
                 assert b.algedonic.poll() == 0
             await until(lambda: b.algedonic.stats()["duplicates"] == 1)  # the datagram task's
             assert b.algedonic.stats()["received"] == 1
+
+
+async def test_a_scream_is_sealed_once_for_all_its_datagrams() -> None:
+    """One attempt to every target: one seal (HMAC, nonce, clock) shared by the
+    datagrams, which leave before the connections' copies are queued."""
+    with trio.fail_after(30):
+        async with three() as nodes:
+            a = nodes[0]
+            order: list[str] = []
+            seal_real, control_real = a.algedonic._seal, a.bridge.send_control
+            now_real = a.algedonic._datagram_now
+
+            def sealing(message: Any) -> bytes:
+                order.append("seal")
+                return seal_real(message)
+
+            def datagram(message: Any, to: Any, sealed: bytes | None = None) -> bool:
+                order.append("datagram" if sealed is not None else "datagram sealed here")
+                return now_real(message, to, sealed)
+
+            def control(name: str, message: Any) -> bool:
+                if isinstance(message, Algedonic):
+                    order.append("connection")
+                return control_real(name, message)
+
+            a.algedonic._seal = sealing  # type: ignore[method-assign]
+            a.algedonic._datagram_now = datagram  # type: ignore[method-assign]
+            a.bridge.send_control = control  # type: ignore[method-assign]
+            # a first deadline a loaded machine cannot miss: one attempt only
+            slow = AlgedonicSettings(ack_timeout_s=2.0)
+            a.algedonic.settings = a.algedonic.ledger.settings = slow
+            result = await a.algedonic_scream(PAIN)
+            assert sorted(result["confirmed"]) == ["b", "c"]
+            assert result["attempts"] == {"b": 1, "c": 1}
+            assert order == ["seal", "datagram", "datagram", "connection", "connection"]

@@ -235,13 +235,14 @@ async def test_a_dead_peer_fails_after_exactly_three_retries(
         async with nodes_on(net, ["a", "b", "c"]) as nodes:
             a = nodes["a"]
             sends: list[tuple[str, int, float]] = []
-            real_send = a.algedonic._send
+            real_send = a.algedonic._send_all
 
-            def spy(nursery: Any, broadcast: Any, message: Any, name: str, attempt: int) -> None:
-                sends.append((name, attempt, trio.current_time()))
-                real_send(nursery, broadcast, message, name, attempt)
+            def spy(nursery: Any, broadcast: Any, message: Any, names: Any, attempt: int) -> None:
+                names = list(names)
+                sends.extend((name, attempt, trio.current_time()) for name in names)
+                real_send(nursery, broadcast, message, names, attempt)
 
-            a.algedonic._send = spy  # type: ignore[method-assign]
+            a.algedonic._send_all = spy  # type: ignore[method-assign]
             net.cut("a", "c")  # c is down as far as a can tell: no stream, no datagram
             start = trio.current_time()
             result = await a.algedonic_scream(PAIN)
