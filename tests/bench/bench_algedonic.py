@@ -9,6 +9,9 @@ modes:
 
 * ``a-lifted`` (default): only ``a`` floods, its S1 quota lifted, so its lanes
   to all four peers are full and its writers never idle;
+* ``a-default``: only ``a`` floods, at its default S1 quota (variety control
+  admits 1000/s to the peers and folds or throttles the rest), as an
+  unconfigured node does;
 * ``all-paced``: all five offer S1 at 10,000 events/s each (ten times the
   default quota; variety control admits 1000/s and folds or throttles the rest);
 * ``all-default``: all five nodes flood at the default S1 quota (1000/s admitted
@@ -41,6 +44,7 @@ UNLIMITED = {"s1_operational": None}
 # mode -> (S1 quota lifted, every node floods, events/s offered per node or None: flat out)
 MODES: dict[str, tuple[bool, bool, float | None]] = {
     "a-lifted": (True, False, None),
+    "a-default": (False, False, None),
     "all-paced": (False, True, 10_000.0),
     "all-default": (False, True, None),
     "all-lifted": (True, True, None),
