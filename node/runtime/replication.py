@@ -397,9 +397,14 @@ class Replicator:
     @staticmethod
     def _take_ack(peer: PeerLink, inbound: InboundLink) -> tuple[int, dict[int, str]]:
         """Everything processed is acknowledged now (cumulative, with the
-        refusals still owed): nothing is held or urgent any more."""
+        refusals still owed): nothing is held or urgent any more, and the
+        idle writer is not woken for the deadline the held ack had armed."""
         peer.ack_now = False
-        peer.ack_deadline = _NEVER
+        if peer.ack_deadline != _NEVER:
+            peer.ack_deadline = _NEVER
+            scope = peer.idle_scope
+            if scope is not None:
+                scope.deadline = _NEVER
         return inbound.take_ack()
 
     async def _send_ack(self, framed: FramedStream, peer: PeerLink, inbound: InboundLink) -> None:

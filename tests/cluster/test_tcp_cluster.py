@@ -156,3 +156,54 @@ async def test_a_flood_through_send_loses_nothing_over_tcp() -> None:
         assert got == list(range(n))  # one link, one channel: in order, once each
         stats = a.variety_stats()["peers"]["b"]
         assert stats["sent"] == n and stats["dropped"] == 0 and stats["queued"] == 0
+
+
+async def test_an_ack_taken_by_a_publish_disarms_the_writers_deadline() -> None:
+    """The held ack of an answer armed the idle writer's deadline; when the next
+    publish carries the ack (written by the publish path itself, a plain
+    socket), the writer is not woken for that deadline: a scheduler round per
+    round trip for nothing."""
+    slow_beats = {**FAST, "heartbeat_interval_s": 5.0, "acceptable_heartbeat_pause_s": 30.0}
+    cfg = NodeConfig(name="a", listen="127.0.0.1:0", cookie="right-cookie-0123", **slow_beats)
+    with trio.fail_after(30):
+        async with (
+            open_node(cfg) as a,
+            open_node(
+                NodeConfig(
+                    name="b",
+                    listen="127.0.0.1:0",
+                    seeds=[a.address],
+                    cookie="right-cookie-0123",
+                    **slow_beats,
+                )
+            ) as b,
+        ):
+            await until(lambda: meshed([a, b]))
+            b.subscribe("task_execution", lambda e: b.publish("status_update", e.data))
+            answered = [trio.Event()]
+            a.subscribe("status_update", lambda e: answered[0].set())
+            replication = a.bridge.replication
+            idles: list[float] = []
+            original = replication._idle
+
+            async def counted(peer: Any) -> None:
+                idles.append(trio.current_time())
+                await original(peer)
+
+            replication._idle = counted  # type: ignore[method-assign]
+            peer = a.bridge.peers["b"]
+            for i in range(50):  # until an answer that is not a round-trip probe
+                answered[0] = trio.Event()
+                a.publish("task_execution", {"i": i})
+                await answered[0].wait()  # the round after the answer's frame
+                if peer.ack_deadline != float("inf"):
+                    break  # a holds its ack of this answer, for something to ride on
+                await trio.sleep(0.01)
+            assert peer.ack_deadline != float("inf")
+            assert peer.framed is not None and peer.framed.can_write_now
+            a.publish("note", {})  # ... this event, which the publish path writes
+            assert peer.ack_deadline == float("inf")
+            before = len(idles)
+            await trio.sleep(0.05)  # well past the armed deadline (ACK_DELAY_S)
+            assert idles[before:] == []  # the writer slept on: nothing to do
+            await a.flush(timeout=5)
