@@ -239,7 +239,12 @@ class AlgedonicBroadcast:
         if now - self._polled < POLL_INTERVAL_S:
             return 0
         self._polled = now
-        return self._drain()
+        try:
+            return self._drain()
+        except Exception:  # a fault of ours must not end the caller's session
+            self.ledger.count("datagram_handler_errors")
+            log.exception("algedonic datagram handling failed (from a replication task)")
+            return 0
 
     def _drain(self) -> int:
         """Handle what waits on the real socket now (at most MAX_DRAIN), without

@@ -214,3 +214,24 @@ async def test_a_scream_is_sealed_once_for_all_its_datagrams() -> None:
             assert sorted(result["confirmed"]) == ["b", "c"]
             assert result["attempts"] == {"b": 1, "c": 1}
             assert order == ["seal", "datagram", "datagram", "connection", "connection"]
+
+
+async def test_a_fault_in_poll_is_counted_and_does_not_reach_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """poll() runs in replication tasks: a bug in handling a datagram is logged
+    and counted there, never raised into the reader or writer."""
+    with trio.fail_after(30):
+        async with three() as nodes:
+            _, b, _ = nodes
+            host, port = parse_address(b.address)
+
+            def broken(data: bytes, sender: Any) -> None:
+                raise RuntimeError("a bug")
+
+            monkeypatch.setattr(b.algedonic, "_handle_datagram", broken)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+                raw.sendto(b"\x00" * 64, (host, port))
+                b.algedonic._polled = 0.0
+                assert b.algedonic.poll() == 0
+            assert b.algedonic.stats()["counters"]["datagram_handler_errors"] == 1
