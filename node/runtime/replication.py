@@ -67,12 +67,12 @@ _ADMIT, _COMPRESS = Verdict.ADMIT, Verdict.COMPRESS
 # Delayed ACK: fewer than ACK_EVERY events' ack waits up to ACK_DELAY_S for an
 # outgoing frame to ride on (epoll's timeout has millisecond steps).
 ACK_EVERY = 128
+ACK_DELAY_S = 0.001
+_NEVER = float("inf")
 # A frame of this many events (or a queue this deep) is a stream, not a reply:
 # between such frames the reader and writers call ``urgent`` (a lone event's
 # round trip does not pay for the look).
 STREAMING = 64
-ACK_DELAY_S = 0.001
-_NEVER = float("inf")
 
 # Round-trip samples (frames whose ack is asked for at once): at most this often.
 RTT_PROBE_INTERVAL_S = 0.1
