@@ -146,8 +146,8 @@ class Node:
             on_peer_change=self._on_peer_change,
             on_breaker=self._on_breaker,
             signal_session=self.algedonic.serve_signal_connection,
-            datagrams=self.algedonic.open_datagrams,  # bound before the first HELLO
-            urgent=self.algedonic.poll,  # alarms and their acks between frames
+            datagrams=self.algedonic.datagrams.open,  # bound before the first HELLO
+            urgent=self.algedonic.datagrams.poll,  # alarms and their acks between frames
         )
         self._replication = self.bridge.replication
         self._replicate = self._replication.replicate  # once per event: no lookups
@@ -166,7 +166,7 @@ class Node:
                 Component("variety", self.bridge.replication.run_variety),
                 Component("algedonic", self.algedonic.run),
                 Component("bridge", self.bridge.run),
-                Component("algedonic_datagrams", self.algedonic.run_datagrams),
+                Component("algedonic_datagrams", self.algedonic.datagrams.run),
                 Component("discovery", self._run_discovery),
                 Component("telemetry", self._run_telemetry),
             ],

@@ -4,11 +4,11 @@ The trio driver around ``node.core.algedonic``. A scream goes to every member
 other than this node, at once, over:
 
 1. the existing connection, as a control message (ahead of every queued event);
-2. an HMAC-signed UDP datagram to the peer's algedonic port, as it advertised
-   in HELLO (``algedonic_port`` in its config; by default the number of its
-   TCP port); a peer that advertised 0 has no datagram path and is skipped
-   (said once in the log, listed in stats); a member we never shook hands
-   with is assumed to use the default;
+2. an HMAC-signed UDP datagram (``node.runtime.datagrams``) to the peer's
+   algedonic port, as it advertised in HELLO (``algedonic_port`` in its
+   config; by default the number of its TCP port); a peer that advertised 0
+   has no datagram path and is skipped (said once in the log, listed in
+   stats); a member we never shook hands with is assumed to use the default;
 3. for a target that has not confirmed within the first deadline, a fresh TCP
    connection through the normal authenticated handshake, with HELLO role
    ``algedonic_signal`` so the receiver handles the signal on it and never
@@ -28,19 +28,14 @@ not ask the peer's breaker.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import secrets
-import socket as stdlib_socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
 import trio
 
-from node.config import format_address, parse_address
 from node.core.algedonic import (
     CONNECTION,
     DATAGRAM,
@@ -51,16 +46,12 @@ from node.core.algedonic import (
     AlgedonicLedger,
     AlgedonicSettings,
     Broadcast,
-    DatagramError,
-    DatagramGuard,
     Signal,
     check_signal,
-    seal,
-    unseal,
 )
 from node.core.events import Event
 from node.core.hlc import HLC
-from node.core.wire import NONCE_SIZE, Algedonic, AlgedonicAck
+from node.core.wire import Algedonic, AlgedonicAck
 from node.errors import (
     ClockError,
     ConnectionClosedError,
@@ -68,6 +59,7 @@ from node.errors import (
     InvalidMessageError,
     ProtocolError,
 )
+from node.runtime.datagrams import AlgedonicDatagrams
 from node.runtime.peer import FramedStream, Identity, PeerInfo, handshake
 from node.telemetry import ALGEDONIC_BROADCAST_LATENCY, ALGEDONIC_CONFIRMATION
 
@@ -83,11 +75,6 @@ CONFIRMATION = ALGEDONIC_CONFIRMATION
 # frames and time, whoever is on the other end.
 MAX_SIGNALS_PER_CONNECTION = 16
 SIGNAL_CONNECTION_LIMIT_S = 10.0
-RECV_SIZE = 65_536
-MAX_DRAIN = 64  # datagrams handled per wakeup, so a flood cannot starve the loop
-# poll() looks at the socket at most this often (a system call each time).
-POLL_INTERVAL_S = 0.0005
-WILDCARDS = frozenset({"*", "", "0.0.0.0"})
 
 
 class Links(Protocol):
@@ -130,8 +117,18 @@ class AlgedonicBroadcast:
         self._links = links
         self.settings = settings or AlgedonicSettings()
         self.ledger = AlgedonicLedger(self.name, self.settings)
-        self.guard = DatagramGuard(
-            stale_after_s=self.settings.stale_after_s, remember=self.settings.remember
+        #: Path 2, the signed UDP socket (the bridge opens it, the supervisor
+        #: runs its receiver, the replication tasks poll it between frames).
+        self.datagrams = AlgedonicDatagrams(
+            config,
+            hlc=hlc,
+            transport=transport,
+            ledger=self.ledger,
+            settings=self.settings,
+            peers=lambda: self._links().peers,
+            on_signal=lambda peer, msg: self._receive(peer, msg, DATAGRAM),
+            on_ack=lambda peer, ack: self._acked(peer, ack, DATAGRAM),
+            later=self._later,
         )
         #: S5's handlers, called once per signal (ours and received) before subscribers.
         self.s5_handlers: list[Callable[[Signal], None]] = [_log_to_s5]
@@ -142,17 +139,9 @@ class AlgedonicBroadcast:
             Algedonic: self.on_signal,
             AlgedonicAck: self.on_ack,
         }
-        self.datagram_address: tuple[str, int] | None = None
-        self.datagram_status = "not started"
-        self._sock: Any = None
-        # The real socket under ``_sock``: sends to an IP address go out at once
-        # with a non-blocking sendto, without waiting for the scheduler.
-        self._raw: stdlib_socket.socket | None = None
         self._wakers: dict[str, trio.Event] = {}
         self._fresh: set[tuple[str, str]] = set()  # (signal id, target) connections open
-        self._no_port_logged: set[str] = set()  # peers said (once) to have no UDP port
         self._nursery: trio.Nursery | None = None
-        self._polled = 0.0  # perf_counter of poll's last look
 
     # --- components ----------------------------------------------------------------
 
@@ -166,143 +155,14 @@ class AlgedonicBroadcast:
             finally:
                 self._nursery = None
 
-    @asynccontextmanager
-    async def open_datagrams(self, tcp_address: str) -> AsyncIterator[int]:
-        """The UDP algedonic socket, for the bridge: bound once the TCP listener
-        is (``tcp_address`` is what it bound), before any handshake, and open
-        while the bridge runs. Yields the bound port, which HELLO advertises.
-
-        The port is ``algedonic_port`` from the config (0: a free one), or by
-        default the number of the TCP port. If it cannot be bound the datagram
-        path is off (said in stats and the log), HELLO advertises 0 and the
-        other paths carry the signals.
-        """
-        try:
-            sock = await self._open_socket(tcp_address)
-        except OSError as exc:
-            self.datagram_status = f"unavailable: {exc}"
-            self.ledger.count("datagram_bind_failed")
-            log.warning("algedonic datagram path off: %s", exc)
-            sock = None
-        if sock is None:
-            yield 0
-            return
-        self._sock = sock
-        self.datagram_status = "bound"
-        try:
-            yield int(sock.getsockname()[1])
-        finally:
-            self._sock = self._raw = None
-            self.datagram_status = "closed"
-            sock.close()
-
-    async def run_datagrams(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Receive on the UDP algedonic socket that ``open_datagrams`` bound.
-
-        Supervised after the bridge, which holds the socket open; without a
-        socket (it could not be bound) this waits, and the other paths carry
-        the signals.
-        """
-        sock = self._sock
-        if sock is None:
-            task_status.started()
-            await trio.sleep_forever()
-        self.datagram_status = "open"
-        try:
-            task_status.started()
-            while True:
-                try:
-                    data, sender = await sock.recvfrom(RECV_SIZE)
-                except OSError as exc:  # e.g. ICMP port unreachable surfacing as ECONNREFUSED
-                    self.ledger.count("datagram_receive_errors")
-                    log.debug("algedonic datagram receive: %s", exc)
-                    await trio.lowlevel.checkpoint()
-                    continue
-                await self._on_datagram(data, sender)
-                self._drain()  # the others that came with it
-        finally:
-            if self._sock is sock:
-                self.datagram_status = "bound"  # not receiving until restarted
-
-    def poll(self) -> int:
-        """Handle the datagrams waiting on the socket now, in whichever task
-        calls; returns how many (at most MAX_DRAIN).
-
-        The replication reader and writers call this between frames
-        (``urgent`` of the bridge), so a signal or an ack does not wait for
-        the scheduler to reach the datagram task: in a flooded loop that is a
-        whole round of every task's work, milliseconds. At most once per
-        ``POLL_INTERVAL_S`` (each look is a system call); without a real
-        socket (the simulated network) it does nothing.
-        """
-        now = time.perf_counter()
-        if now - self._polled < POLL_INTERVAL_S:
-            return 0
-        self._polled = now
-        try:
-            return self._drain()
-        except Exception:  # a fault of ours must not end the caller's session
-            self.ledger.count("datagram_handler_errors")
-            log.exception("algedonic datagram handling failed (from a replication task)")
-            return 0
-
-    def _drain(self) -> int:
-        """Handle what waits on the real socket now (at most MAX_DRAIN), without
-        a scheduler round for each: acks from several peers arrive together."""
-        raw = self._raw
-        if raw is None:
-            return 0
-        for n in range(MAX_DRAIN):
-            try:
-                data, sender = raw.recvfrom(RECV_SIZE)
-            except BlockingIOError:
-                return n
-            except OSError as exc:
-                self.ledger.count("datagram_receive_errors")
-                log.debug("algedonic datagram receive: %s", exc)
-                return n
-            ack = self._handle_datagram(data, sender)
-            if ack is not None:  # the socket's buffer is full: a task waits to send it
-                self._later(self._send_datagram, ack, tuple(sender[:2]))
-        return MAX_DRAIN
-
     def _later(self, fn: Callable[..., Awaitable[object]], *args: Any) -> None:
+        """Start ``fn(*args)`` in the service's nursery; none (stopping): the
+        datagram is counted lost (the connection's copy is acked anyway)."""
         nursery = self._nursery
-        if nursery is None:  # not running (stopping): the connection's copy is acked
+        if nursery is None:
             self.ledger.count("datagram_send_errors")
             return
         nursery.start_soon(fn, *args)
-
-    async def _open_socket(self, tcp_address: str) -> Any:
-        host = parse_address(self.config.listen)[0]
-        port = self.config.algedonic_port
-        if port is None:
-            port = parse_address(tcp_address)[1]
-        open_datagram = getattr(self.transport, "open_datagram", None)
-        if open_datagram is not None:  # the simulated network
-            sock = await open_datagram(port)
-        else:
-            sockaddr: Any
-            if host in WILDCARDS:
-                family, sockaddr = stdlib_socket.AF_INET, ("0.0.0.0", port)
-            elif host == "::":
-                family, sockaddr = stdlib_socket.AF_INET6, ("::", port)
-            else:
-                infos = await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_DGRAM)
-                family, _, _, _, sockaddr = infos[0]
-            raw = stdlib_socket.socket(family, stdlib_socket.SOCK_DGRAM)
-            try:
-                raw.setblocking(False)
-                if family == stdlib_socket.AF_INET6:
-                    raw.setsockopt(stdlib_socket.IPPROTO_IPV6, stdlib_socket.IPV6_V6ONLY, 0)
-                raw.bind(sockaddr)  # a resolved address: no lookup, does not block
-            except BaseException:
-                raw.close()
-                raise
-            sock = trio.socket.from_stdlib_socket(raw)
-            self._raw = raw
-        self.datagram_address = sock.getsockname()[:2]
-        return sock
 
     # --- screaming ------------------------------------------------------------------
 
@@ -417,13 +277,13 @@ class AlgedonicBroadcast:
         """One attempt to each of ``names``: the datagrams first (the fastest
         path: the receiver reads them apart from any queue), sealed once for
         all (a fresh nonce per attempt), then the connections' copies."""
-        links = self._links()
-        sealed = self._seal(message) if self._raw is not None else None
+        links, datagrams = self._links(), self.datagrams
+        sealed = datagrams.seal(message) if datagrams.raw is not None else None
         addresses = {name: self._address_of(name) for name in names}
         for name, address in addresses.items():
-            udp = self._datagram_target(name, address) if self._sock is not None else None
-            if udp and not self._datagram_now(message, udp, sealed):
-                nursery.start_soon(self._send_datagram, message, udp)
+            udp = datagrams.target(name, address)
+            if udp and not datagrams.send_now(message, udp, sealed):
+                nursery.start_soon(datagrams.send, message, udp)
         for name, address in addresses.items():
             if links.send_control(name, message):
                 self.ledger.count("copies_out_connection")
@@ -439,82 +299,6 @@ class AlgedonicBroadcast:
             peer = links.peers.get(name)
             address = getattr(peer, "address", "") if peer is not None else ""
         return address or ""
-
-    def _datagram_target(self, name: str, address: str) -> str | None:
-        """``host:port`` of ``name``'s algedonic socket: the host of its TCP
-        address and the port from its HELLO; None if it advertised none."""
-        if not address:
-            return None
-        peer = self._links().peers.get(name)
-        port = getattr(peer, "algedonic_port", None)
-        if port is None:  # no HELLO from it yet: assume the default, the TCP port
-            return address
-        if port == 0:
-            self.ledger.count("datagram_skipped_no_port")
-            if name not in self._no_port_logged:
-                self._no_port_logged.add(name)
-                log.warning("%s advertised no algedonic port: no datagram path to it", name)
-            return None
-        self._no_port_logged.discard(name)
-        try:  # the address came from the network: never let it raise here
-            return format_address(parse_address(address)[0], port)
-        except ValueError:
-            self.ledger.count("datagram_bad_address")
-            return None
-
-    def _seal(self, message: Algedonic | AlgedonicAck) -> bytes:
-        return seal(
-            message,
-            cookie=self.config.cookie,
-            cluster=self.config.cluster,
-            sender=self.name,
-            hlc=self.hlc.now(),
-            nonce=secrets.token_bytes(NONCE_SIZE),
-        )
-
-    def _sent_datagram(self, message: Algedonic | AlgedonicAck) -> None:
-        self.ledger.count("copies_out_datagram" if isinstance(message, Algedonic) else "acks_out")
-
-    def _datagram_now(
-        self, message: Algedonic | AlgedonicAck, to: Any, sealed: bytes | None = None
-    ) -> bool:
-        """Send at once on the real socket if ``to`` is an IP address (True: done);
-        ``sealed``: the message already sealed (one signal to several targets).
-
-        False leaves it to ``_send_datagram`` (a host name to resolve, a full
-        buffer, or the simulated network, whose sockets are async only).
-        """
-        raw = self._raw
-        if raw is None:
-            return False
-        try:
-            target = parse_address(to) if isinstance(to, str) else tuple(to)
-            ipaddress.ip_address(target[0])
-        except ValueError:
-            return False
-        try:
-            raw.sendto(self._seal(message) if sealed is None else sealed, target)
-        except BlockingIOError:
-            return False
-        except OSError as exc:
-            self.ledger.count("datagram_send_errors")
-            log.debug("algedonic datagram to %s: %s", to, exc)
-            return True
-        self._sent_datagram(message)
-        return True
-
-    async def _send_datagram(self, message: Algedonic | AlgedonicAck, to: Any) -> None:
-        sock = self._sock
-        if sock is None:
-            return
-        try:
-            target = parse_address(to) if isinstance(to, str) else to
-            await sock.sendto(self._seal(message), target)
-        except (OSError, ValueError) as exc:
-            self.ledger.count("datagram_send_errors")
-            log.debug("algedonic datagram to %s: %s", to, exc)
-            return
-        self._sent_datagram(message)
 
     async def _fresh_connection(self, name: str, address: str, message: Algedonic) -> None:
         """Path 3: a one-shot authenticated connection carrying just this signal."""
@@ -630,33 +414,6 @@ class AlgedonicBroadcast:
                 },
             )
 
-    async def _on_datagram(self, data: bytes, sender: Any) -> None:
-        ack = self._handle_datagram(data, sender)
-        if ack is not None:
-            await self._send_datagram(ack, tuple(sender[:2]))
-
-    def _handle_datagram(self, data: bytes, sender: Any) -> AlgedonicAck | None:
-        """Check and handle one datagram. Returns an ack the socket did not
-        take at once (the caller sends it the slow way), else None."""
-        try:
-            sealed = unseal(data, cookie=self.config.cookie, cluster=self.config.cluster)
-            self.guard.check(sealed, self.hlc.wall())
-        except DatagramError as exc:
-            key = f"datagrams_{exc.reason}"
-            self.ledger.count(key)
-            n = self.ledger.counters[key]
-            if n == 1 or n % 1000 == 0:
-                log.warning("algedonic datagram from %s ignored (%d so far): %s", sender, n, exc)
-            return None
-        msg = sealed.message
-        if isinstance(msg, Algedonic):
-            ack = self._receive(sealed.sender, msg, DATAGRAM)
-            if ack is not None and not self._datagram_now(ack, sender[:2]):
-                return ack
-        else:
-            self._acked(sealed.sender, msg, DATAGRAM)
-        return None
-
     def _deliver(self, signal: Signal, path: str) -> None:
         for handler in list(self.s5_handlers):
             try:
@@ -680,16 +437,7 @@ class AlgedonicBroadcast:
 
     def stats(self) -> dict[str, Any]:
         out = self.ledger.stats()
-        address = self.datagram_address
-        peers = self._links().peers
-        out["datagram"] = {
-            "status": self.datagram_status,
-            "address": None if address is None else format_address(*address[:2]),
-            "peer_ports": {n: getattr(p, "algedonic_port", None) for n, p in sorted(peers.items())},
-            "peers_without_port": sorted(
-                n for n, p in peers.items() if getattr(p, "algedonic_port", None) == 0
-            ),
-        }
+        out["datagram"] = self.datagrams.stats()
         s = self.settings
         out["settings"] = {
             "ack_timeout_ms": s.ack_timeout_s * 1000,

@@ -161,7 +161,7 @@ async def main(n: int, mode: str) -> None:
                     a.bridge.peers.get(p) is not None and a.bridge.peers[p].connected for p in PEERS
                 ):
                     await trio.sleep(0.05)
-                while a.algedonic.datagram_status != "open":  # noqa: ASYNC110
+                while a.algedonic.datagrams.status != "open":  # noqa: ASYNC110
                     await trio.sleep(0.05)
             await trio.sleep(1)  # let the mesh settle
             await phase(a, n, "idle")

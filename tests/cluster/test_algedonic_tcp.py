@@ -24,7 +24,7 @@ from node.core.algedonic import (
 from node.core.events import Channel, Event
 from node.core.wire import Algedonic
 from node.node import Node, open_node
-from node.runtime import algedonic as algedonic_runtime
+from node.runtime import datagrams as datagrams_runtime
 
 pytestmark = pytest.mark.trio
 
@@ -46,7 +46,7 @@ async def three(**kw: Any) -> AsyncIterator[list[Node]]:
             )
             nodes.append(await stack.enter_async_context(open_node(cfg)))
         await until(lambda: meshed(nodes))
-        await until(lambda: all(n.algedonic.datagram_status == "open" for n in nodes))
+        await until(lambda: all(n.algedonic.datagrams.status == "open" for n in nodes))
         yield nodes
 
 
@@ -167,16 +167,16 @@ async def test_poll_handles_a_waiting_signal_in_the_calling_task(
                 # Loopback UDP is queued at the receiver inside sendto; nothing
                 # below yields, so only poll() can have handled it.
                 raw.sendto(seal(msg, cookie=COOKIE, nonce=b"3" * 16, **args), (host, port))
-                b.algedonic._polled = 0.0  # the last look was long enough ago
-                assert b.algedonic.poll() == 1
+                b.algedonic.datagrams._polled = 0.0  # the last look was long enough ago
+                assert b.algedonic.datagrams.poll() == 1
                 assert [e.data["signal_id"] for e in got] == ["a-poll"]
                 raw.settimeout(5)
                 ack, _ = raw.recvfrom(65536)  # sent from inside poll(), at once
                 assert len(ack) > 32
                 # A second look within POLL_INTERVAL_S does not make the system call.
-                monkeypatch.setattr(algedonic_runtime, "POLL_INTERVAL_S", 60.0)
+                monkeypatch.setattr(datagrams_runtime, "POLL_INTERVAL_S", 60.0)
                 raw.sendto(seal(msg, cookie=COOKIE, nonce=b"4" * 16, **args), (host, port))
-                assert b.algedonic.poll() == 0
+                assert b.algedonic.datagrams.poll() == 0
             await until(lambda: b.algedonic.stats()["duplicates"] == 1)  # the datagram task's
             assert b.algedonic.stats()["received"] == 1
 
@@ -188,8 +188,8 @@ async def test_a_scream_is_sealed_once_for_all_its_datagrams() -> None:
         async with three() as nodes:
             a = nodes[0]
             order: list[str] = []
-            seal_real, control_real = a.algedonic._seal, a.bridge.send_control
-            now_real = a.algedonic._datagram_now
+            seal_real, control_real = a.algedonic.datagrams.seal, a.bridge.send_control
+            now_real = a.algedonic.datagrams.send_now
 
             def sealing(message: Any) -> bytes:
                 order.append("seal")
@@ -204,8 +204,8 @@ async def test_a_scream_is_sealed_once_for_all_its_datagrams() -> None:
                     order.append("connection")
                 return control_real(name, message)
 
-            a.algedonic._seal = sealing  # type: ignore[method-assign]
-            a.algedonic._datagram_now = datagram  # type: ignore[method-assign]
+            a.algedonic.datagrams.seal = sealing  # type: ignore[method-assign]
+            a.algedonic.datagrams.send_now = datagram  # type: ignore[method-assign]
             a.bridge.send_control = control  # type: ignore[method-assign]
             # a first deadline a loaded machine cannot miss: one attempt only
             slow = AlgedonicSettings(ack_timeout_s=2.0)
@@ -229,9 +229,9 @@ async def test_a_fault_in_poll_is_counted_and_does_not_reach_the_caller(
             def broken(data: bytes, sender: Any) -> None:
                 raise RuntimeError("a bug")
 
-            monkeypatch.setattr(b.algedonic, "_handle_datagram", broken)
+            monkeypatch.setattr(b.algedonic.datagrams, "_handle", broken)
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
                 raw.sendto(b"\x00" * 64, (host, port))
-                b.algedonic._polled = 0.0
-                assert b.algedonic.poll() == 0
+                b.algedonic.datagrams._polled = 0.0
+                assert b.algedonic.datagrams.poll() == 0
             assert b.algedonic.stats()["counters"]["datagram_handler_errors"] == 1

@@ -9,7 +9,7 @@ from vsmtest import cluster, full_mesh, wait_for
 
 from node.core.events import Event
 from node.errors import BackpressureTimeout
-from node.runtime.algedonic import AlgedonicBroadcast
+from node.runtime.datagrams import AlgedonicDatagrams
 from node.sim import SimNetwork
 
 pytestmark = pytest.mark.trio
@@ -66,15 +66,15 @@ async def test_the_reader_and_the_writer_look_for_urgent_work_between_frames(
     autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A flood keeps the scheduler busy for milliseconds a round; the replication
-    reader and writers call the node's ``urgent`` (AlgedonicBroadcast.poll, which
+    reader and writers call the node's ``urgent`` (AlgedonicDatagrams.poll, which
     handles the alarm datagrams waiting) between the frames of a stream."""
     calls: dict[str, int] = {}
 
-    def counting_poll(self: AlgedonicBroadcast) -> int:
+    def counting_poll(self: AlgedonicDatagrams) -> int:
         calls[self.name] = calls.get(self.name, 0) + 1
         return 0
 
-    monkeypatch.setattr(AlgedonicBroadcast, "poll", counting_poll)
+    monkeypatch.setattr(AlgedonicDatagrams, "poll", counting_poll)
     net = SimNetwork()
     with trio.fail_after(60):
         async with cluster(net, ["a", "b"], quotas={"s1_operational": None}) as nodes:

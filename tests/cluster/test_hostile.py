@@ -64,7 +64,7 @@ async def pair() -> AsyncIterator[tuple[Node, Node]]:
         cfg = NodeConfig(name="b", listen="127.0.0.1:0", seeds=[a.address], cookie=COOKIE, **FAST)
         b = await stack.enter_async_context(open_node(cfg))
         await until(lambda: connected(a, "b") and connected(b, "a"))
-        await until(lambda: all(n.algedonic.datagram_status == "open" for n in (a, b)))
+        await until(lambda: all(n.algedonic.datagrams.status == "open" for n in (a, b)))
         yield a, b
 
 

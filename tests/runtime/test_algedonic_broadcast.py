@@ -144,7 +144,9 @@ async def nodes_on(
             )
         await wait_for(lambda: full_mesh(out))
         if udp:
-            await wait_for(lambda: all(n.algedonic.datagram_status == "open" for n in out.values()))
+            await wait_for(
+                lambda: all(n.algedonic.datagrams.status == "open" for n in out.values())
+            )
         yield out
 
 
@@ -298,7 +300,7 @@ async def test_copies_on_every_path_are_handled_once_and_each_acked_on_its_path(
             msg = signal.to_message()
             for _ in range(2):
                 assert a.bridge.send_control("b", msg)
-                await a.algedonic._send_datagram(msg, b.address)
+                await a.algedonic.datagrams.send(msg, b.address)
                 await a.algedonic._fresh_connection("b", b.address, msg)
             await trio.sleep(0.1)
             assert len(seen["s5"]) == len(seen["type"]) == len(seen["channel"]) == 1
@@ -480,8 +482,8 @@ async def test_a_peer_that_advertised_no_algedonic_port_gets_no_datagrams(
     with trio.fail_after(60), caplog.at_level(logging.WARNING, logger="vsm.algedonic"):
         async with nodes_on(net, ["a", "b", "c"], udp=False, algedonic_port=7501) as nodes:
             a, b = nodes["a"], nodes["b"]
-            await wait_for(lambda: a.algedonic.datagram_status == "open")
-            assert b.algedonic.datagram_status.startswith("unavailable")
+            await wait_for(lambda: a.algedonic.datagrams.status == "open")
+            assert b.algedonic.datagrams.status.startswith("unavailable")
             assert b.bridge.algedonic_port == 0  # what its HELLO said
             assert b.algedonic.stats()["counters"]["datagram_bind_failed"] == 1
             datagram = a.algedonic.stats()["datagram"]
