@@ -82,6 +82,8 @@ DEFAULT_DEDUP_SIZE = 10_000
 DEFAULT_BATCH_MAX = 256
 DEFAULT_ALGEDONIC_QUEUE_SIZE = 1_000
 DEFAULT_SEND_WINDOW = 1_024
+DEFAULT_BUSY_POLL_US = 200
+MAX_BUSY_POLL_US = 100_000  # a tenth of a second: beyond that it is not a spin
 DEFAULT_SEND_HIGH_WATER = 5_000
 DEFAULT_SEND_LOW_WATER = 2_500
 DEFAULT_SEND_TIMEOUT_S = 30.0
@@ -188,6 +190,8 @@ class NodeConfig:
     # None: the number of the TCP port actually bound; 0: a free one.
     algedonic_port: int | None = _count(None, minimum=0, maximum=65535)
     send_window: int = _count(DEFAULT_SEND_WINDOW, minimum=1)
+    # Keep the loop turning this long after connection I/O (node.runtime.busypoll); 0: off.
+    busy_poll_us: int = _count(DEFAULT_BUSY_POLL_US, minimum=0, maximum=MAX_BUSY_POLL_US)
     send_high_water: int = _count(DEFAULT_SEND_HIGH_WATER, minimum=1)
     send_low_water: int = _count(DEFAULT_SEND_LOW_WATER, minimum=0)
     send_timeout_s: float = _real(DEFAULT_SEND_TIMEOUT_S)

@@ -37,6 +37,7 @@ from node.errors import (
     HandshakeError,
     ProtocolError,
 )
+from node.runtime.busypoll import BusyPoll
 from node.runtime.peer import (
     DUPLICATE_CONNECTION,
     DUPLICATE_NAME,
@@ -117,6 +118,8 @@ class ClusterBridge:
         self._pending = PendingHandshakes(total=MAX_PENDING_HANDSHAKES)
         self._pending_scopes: dict[object, trio.CancelScope] = {}
         self._log_budget = LogBudget()
+        # Keeps the loop turning briefly after connection I/O (busy_poll_us).
+        self.busy = BusyPoll(config.busy_poll_us / 1e6)
         self.replication = Replicator(
             config,
             hlc=hlc,
@@ -160,6 +163,8 @@ class ClusterBridge:
             async with udp as self.algedonic_port, trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._accept_loop, listener)
+                if self.busy.enabled:
+                    nursery.start_soon(self.busy.run)
                 nursery.start_soon(self._heartbeat_loop)
                 for seed in self.config.seeds:
                     self._ensure_dialing(seed)
@@ -367,7 +372,9 @@ class ClusterBridge:
         inbound handshake holds ``slot`` (its key and the scope that evicts it).
         """
         cfg = self.config
-        framed = FramedStream(stream, max_frame=cfg.max_frame, max_hops=cfg.max_hops)
+        framed = FramedStream(
+            stream, max_frame=cfg.max_frame, max_hops=cfg.max_hops, on_io=self.busy.poke
+        )
         self._handshaking += 1
         scope = trio.CancelScope() if slot is None else slot[1]
         try:
@@ -635,6 +642,7 @@ class ClusterBridge:
             "peers": repl["peers"],
             "counters": dict(sorted(counters.items())),
             "dedup": repl["dedup"],
+            "busy_poll": self.busy.stats(),
         }
 
 

@@ -222,6 +222,14 @@ class NodeCollector:
             conn.add_metric([kind], n)
         yield conn
 
+        busy = stats.get("busy_poll")
+        if busy is not None:
+            yield CounterMetricFamily(
+                "vsm_busy_poll_seconds",
+                "CPU time spent keeping the loop turning after connection I/O (busy_poll_us).",
+                value=busy["spent_s"],
+            )
+
         vsm = GaugeMetricFamily(
             "vsm_cluster_health", "VSM health per system, 0..1.", labels=["system"]
         )

@@ -103,8 +103,21 @@ class FramedStream:
     frame both ways carries a tag that ``receive`` checks (ForgedFrameError).
     """
 
-    def __init__(self, stream: trio.abc.Stream, *, max_frame: int, max_hops: int) -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        max_frame: int,
+        max_hops: int,
+        on_io: Callable[[], None] | None = None,
+    ) -> None:
         self.stream = stream
+        # Called after every read that returned data and every write (BusyPoll.poke),
+        # on a real connection only: spinning cannot hasten the simulated network.
+        real = stream if not isinstance(stream, trio.SSLStream) else stream.transport_stream
+        if not isinstance(real, trio.SocketStream):
+            on_io = None
+        self.on_io: Callable[[], None] = on_io or _nothing
         self.max_frame = max_frame
         self.decoder = Decoder(min(max_frame, PREAUTH_MAX_FRAME), max_hops=max_hops)
         self.bad_frames = 0
@@ -178,6 +191,7 @@ class FramedStream:
         except OSError:  # BlockingIOError included: the writer sends it, or says why not
             written = 0
         self.bytes_out += written
+        self.on_io()
         if written < len(data):
             self._tail = data[written:]
 
@@ -196,6 +210,7 @@ class FramedStream:
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise ConnectionClosedError(f"send failed: {exc or type(exc).__name__}") from exc
         self.bytes_out += len(data)
+        self.on_io()
 
     async def receive(self) -> AnyMessage:
         """The next message. ConnectionClosedError on EOF or a broken stream;
@@ -219,6 +234,7 @@ class FramedStream:
             if not data:
                 raise ConnectionClosedError("peer closed the connection")
             self.bytes_in += len(data)
+            self.on_io()
             self.decoder.feed(bytes(data))
 
     async def _read(self) -> bytes:
@@ -470,3 +486,7 @@ async def _refuse(framed: FramedStream, me: Identity, kind: str, text: str) -> N
                 await framed.receive()
         except (ConnectionClosedError, ProtocolError):
             pass
+
+
+def _nothing() -> None:
+    pass

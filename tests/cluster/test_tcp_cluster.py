@@ -207,3 +207,39 @@ async def test_an_ack_taken_by_a_publish_disarms_the_writers_deadline() -> None:
             await trio.sleep(0.05)  # well past the armed deadline (ACK_DELAY_S)
             assert idles[before:] == []  # the writer slept on: nothing to do
             await a.flush(timeout=5)
+
+
+async def test_request_reply_over_tcp_keeps_the_loop_turning_unless_turned_off() -> None:
+    """busy_poll_us: a node answering requests spins after its I/O (the window
+    stays open while the gaps are short); with 0 it never does."""
+    with trio.fail_after(30):
+        async with (
+            open_node(
+                NodeConfig(name="a", listen="127.0.0.1:0", cookie="right-cookie-0123", **FAST)
+            ) as a,
+            open_node(
+                NodeConfig(
+                    name="b",
+                    listen="127.0.0.1:0",
+                    seeds=[a.address],
+                    cookie="right-cookie-0123",
+                    busy_poll_us=0,
+                    **FAST,
+                )
+            ) as b,
+        ):
+            await until(lambda: meshed([a, b]))
+            b.subscribe("task_execution", lambda e: b.publish("status_update", e.data))
+            answered = [trio.Event()]
+            a.subscribe("status_update", lambda e: answered[0].set())
+            before = a.variety_stats()["busy_poll"]
+            for i in range(200):
+                answered[0] = trio.Event()
+                a.publish("task_execution", {"i": i})
+                await answered[0].wait()
+            after = a.variety_stats()["busy_poll"]
+            assert after["ceiling_us"] == 200  # the default
+            assert after["spins"] > before["spins"] and after["turns"] > before["turns"]
+            assert after["spent_s"] > before["spent_s"]
+            off = b.variety_stats()["busy_poll"]
+            assert off["ceiling_us"] == 0 and off["spins"] == 0 and off["turns"] == 0
