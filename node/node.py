@@ -41,6 +41,7 @@ from node.errors import (
 )
 from node.runtime.algedonic import AlgedonicBroadcast
 from node.runtime.bridge import ClusterBridge
+from node.runtime.busypoll import YieldWhenBusy
 from node.runtime.detector import PartitionDetector
 from node.runtime.discovery import DEFAULT_GOSSIP_GROUP, DEFAULT_GOSSIP_PORT, make_discovery
 from node.runtime.journal import JOURNAL_FILE, STATE_FILE, Journal, StateFile
@@ -580,7 +581,14 @@ class Node:
             watcher.observe(self.variety.stats(), self.partition_status())
 
     async def _run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        await self.supervisor.run(task_status=task_status)
+        # A loop busy without pause offers the CPU to other processes now and
+        # then (node.runtime.busypoll): one of them may hold an alarm.
+        courtesy = YieldWhenBusy()
+        trio.lowlevel.add_instrument(courtesy)
+        try:
+            await self.supervisor.run(task_status=task_status)
+        finally:
+            trio.lowlevel.remove_instrument(courtesy)
 
 
 def _operator() -> str:

@@ -39,6 +39,7 @@ from node.core.algedonic import (
 )
 from node.core.hlc import HLC
 from node.core.wire import NONCE_SIZE, Algedonic, AlgedonicAck
+from node.runtime.busypoll import sched_yield
 
 log = logging.getLogger("vsm.algedonic")
 
@@ -201,6 +202,10 @@ class AlgedonicDatagrams:
         if now - self._polled < POLL_INTERVAL_S:
             return 0
         self._polled = now
+        # Streaming keeps this process runnable for whole time slices, and on a
+        # machine it shares with other nodes, one of them may have an alarm
+        # waiting for the CPU: offer it now (a no-op when nobody waits).
+        sched_yield()
         try:
             return self._drain()
         except Exception:  # a fault of ours must not end the caller's session

@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from node.core.wire import Bye
-from node.runtime.busypoll import MAX_TURNS, BusyPoll
+from node.runtime.busypoll import MAX_TURNS, BusyPoll, YieldWhenBusy
 from node.runtime.peer import FramedStream
 from node.sim import SimNetwork
 
@@ -129,3 +129,42 @@ async def test_real_sockets_poke_on_read_and_write_and_simulated_streams_do_not(
         await sim.send(Bye("x", "hi"))
         assert isinstance(await peer.receive(), Bye)
     assert "sim" not in pokes
+
+
+def test_a_busy_loop_yields_the_cpu_at_most_once_per_interval() -> None:
+    clock = FakeClock()
+    courtesy = YieldWhenBusy(interval_s=450 * US, clock=clock)
+    for _ in range(100):  # 100 batches with tasks still runnable, 100 µs apart
+        clock.now += 100 * US
+        courtesy.before_io_wait(0)
+    assert courtesy.yields == 20  # 10 ms of busy loop: one yield per 5 batches (500 µs)
+    for _ in range(100):  # batches about to wait for I/O: the CPU is offered anyway
+        clock.now += 1.0
+        courtesy.before_io_wait(0.25)
+    assert courtesy.yields == 20
+
+
+@pytest.mark.trio
+async def test_a_node_offers_the_cpu_while_its_loop_is_busy() -> None:
+    from vsmtest import FAST_TCP
+
+    from node.config import NodeConfig
+    from node.node import open_node
+
+    counted: list[YieldWhenBusy] = []
+    original = YieldWhenBusy.__init__
+
+    def spy(self: YieldWhenBusy, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        counted.append(self)
+
+    cfg = NodeConfig(name="a", listen="127.0.0.1:0", cookie="k" * 16, **FAST_TCP)
+    with pytest.MonkeyPatch.context() as patch, trio.fail_after(20):
+        patch.setattr(YieldWhenBusy, "__init__", spy)
+        async with open_node(cfg) as node:
+            deadline = trio.current_time() + 0.05
+            while trio.current_time() < deadline:  # a producer that never waits
+                for i in range(100):
+                    node.publish("task_execution", {"i": i})
+                await trio.lowlevel.checkpoint()
+    assert len(counted) == 1 and counted[0].yields >= 10
