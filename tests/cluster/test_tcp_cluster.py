@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -11,11 +12,26 @@ from vsmtest import FAST_TCP, meshed, until
 
 from node.config import NodeConfig
 from node.core.events import Event
-from node.node import open_node
+from node.node import Node, open_node
 
 pytestmark = pytest.mark.trio
 
 FAST = FAST_TCP
+
+
+@asynccontextmanager
+async def two_nodes(
+    a_settings: dict[str, Any], b_settings: dict[str, Any]
+) -> AsyncIterator[tuple[Node, Node]]:
+    """Nodes a and b on 127.0.0.1, b seeded with a (not yet waited for)."""
+    cookie = "right-cookie-0123"
+    cfg = NodeConfig(name="a", listen="127.0.0.1:0", cookie=cookie, **a_settings)
+    async with open_node(cfg) as a:
+        seeded = NodeConfig(
+            name="b", listen="127.0.0.1:0", seeds=[a.address], cookie=cookie, **b_settings
+        )
+        async with open_node(seeded) as b:
+            yield a, b
 
 
 async def test_three_nodes_form_replicate_and_refuse_a_wrong_cookie() -> None:
@@ -164,20 +180,8 @@ async def test_an_ack_taken_by_a_publish_disarms_the_writers_deadline() -> None:
     socket), the writer is not woken for that deadline: a scheduler round per
     round trip for nothing."""
     slow_beats = {**FAST, "heartbeat_interval_s": 5.0, "acceptable_heartbeat_pause_s": 30.0}
-    cfg = NodeConfig(name="a", listen="127.0.0.1:0", cookie="right-cookie-0123", **slow_beats)
     with trio.fail_after(30):
-        async with (
-            open_node(cfg) as a,
-            open_node(
-                NodeConfig(
-                    name="b",
-                    listen="127.0.0.1:0",
-                    seeds=[a.address],
-                    cookie="right-cookie-0123",
-                    **slow_beats,
-                )
-            ) as b,
-        ):
+        async with two_nodes(slow_beats, slow_beats) as (a, b):
             await until(lambda: meshed([a, b]))
             b.subscribe("task_execution", lambda e: b.publish("status_update", e.data))
             answered = [trio.Event()]
@@ -213,21 +217,7 @@ async def test_request_reply_over_tcp_keeps_the_loop_turning_unless_turned_off()
     """busy_poll_us: a node answering requests spins after its I/O (the window
     stays open while the gaps are short); with 0 it never does."""
     with trio.fail_after(30):
-        async with (
-            open_node(
-                NodeConfig(name="a", listen="127.0.0.1:0", cookie="right-cookie-0123", **FAST)
-            ) as a,
-            open_node(
-                NodeConfig(
-                    name="b",
-                    listen="127.0.0.1:0",
-                    seeds=[a.address],
-                    cookie="right-cookie-0123",
-                    busy_poll_us=0,
-                    **FAST,
-                )
-            ) as b,
-        ):
+        async with two_nodes(FAST, {**FAST, "busy_poll_us": 0}) as (a, b):
             await until(lambda: meshed([a, b]))
             b.subscribe("task_execution", lambda e: b.publish("status_update", e.data))
             answered = [trio.Event()]
