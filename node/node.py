@@ -507,6 +507,8 @@ class Node:
         )
 
     def _journal_algedonic(self, event: Event) -> None:
+        if self.detector.journal is None:
+            return  # no data_dir: nothing to write, so nothing to build (an alarm's path)
         kind = "algedonic_sent" if event.source == self.name else "algedonic_received"
         self.detector.record(
             kind,
