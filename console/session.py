@@ -195,8 +195,10 @@ class Session:
 
     async def _run_node(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """The embedded node, with the control socket and /metrics the daemon would serve."""
-        config = self.config
-        assert config is not None
+        assert self.config is not None
+        # No busy polling here: this trio loop is a guest on the UI's thread, and
+        # a console has no reply to wait for in microseconds (node.runtime.busypoll).
+        config = self.config.evolve(busy_poll_us=0)
         NODE_NAME.set(config.name)
         control = await bind_control(self.control) if self.control else None
         try:

@@ -74,6 +74,9 @@ def test_observer_joins_a_daemon_and_leaves_with_bye() -> None:
                 header = text_of(app, "#header")
                 assert "role observer" in header and "cluster of 1 voting, 1 peers up" in header
                 assert [r[:3] for r in rows(app, "#breaker-table")] == [["d1", "up", "closed"]]
+                node = app.session.node
+                assert node is not None  # its loop is the UI's guest: it never spins
+                assert node.variety_stats()["busy_poll"]["ceiling_us"] == 0
                 await pilot.press("ctrl+q")
             assert app.return_code == 0
 
