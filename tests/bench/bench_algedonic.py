@@ -22,6 +22,8 @@ modes:
 
 Prints p50/p95/p99/max of the call's ``latency_ms`` (until the last
 confirmation) and which path the confirmations came by. Goal: p99 under 10 ms.
+With ``--json`` it also writes one JSON line with every latency at the end: the
+harness (``python -m tests.bench``, row ``scream``) runs it so, in mode ``a-lifted``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ import trio
 from node import NodeConfig, open_node
 from node.core.events import Event
 from node.runtime.gctune import tune_gc
+
+try:
+    from .proto import emit
+except ImportError:  # run as a script: python tests/bench/bench_algedonic.py
+    from proto import emit  # type: ignore[no-redef]
 
 COOKIE = "bench-algedonic-1"
 UNLIMITED = {"s1_operational": None}
@@ -111,7 +118,7 @@ async def lag_probe(lags: list[float]) -> None:
         lags.append((time.perf_counter() - t - 0.001) * 1000)
 
 
-async def phase(a: Any, n: int, label: str) -> None:
+async def phase(a: Any, n: int, label: str) -> dict[str, Any]:
     latencies: list[float] = []
     lags: list[float] = []
     failed = 0
@@ -141,9 +148,10 @@ async def phase(a: Any, n: int, label: str) -> None:
         f"a's loop lag ms p50 {percentile(lags, 50):.3f} p99 {percentile(lags, 99):.3f}; "
         f"load average {os.getloadavg()[0]:.2f}"
     )
+    return {"label": label, "n": n, "failed": failed, "latencies_ms": latencies, "acks": acks}
 
 
-async def main(n: int, mode: str) -> None:
+async def main(n: int, mode: str, as_json: bool = False) -> None:
     lifted, everyone, rate = MODES[mode]
     quotas = UNLIMITED if lifted else None
     config = NodeConfig(name="a", listen="127.0.0.1:0", cookie=COOKIE, quotas=quotas)
@@ -164,14 +172,14 @@ async def main(n: int, mode: str) -> None:
                 while a.algedonic.datagrams.status != "open":  # noqa: ASYNC110
                     await trio.sleep(0.05)
             await trio.sleep(1)  # let the mesh settle
-            await phase(a, n, "idle")
+            phases = [await phase(a, n, "idle")]
             on = [True]
             async with trio.open_nursery() as nursery:
                 # S5, so it is not queued behind a's own flood (general goes last)
                 a.publish("policy_update", {"bench_flood": everyone})
                 nursery.start_soon(flood, a, on, rate, mode in SENDING)
                 await trio.sleep(1)  # the lanes fill
-                await phase(a, n, f"S1 flood ({mode})")
+                phases.append(await phase(a, n, f"S1 flood ({mode})"))
                 on[0] = False
                 a.publish("policy_update", {"bench_flood": False})
                 nursery.cancel_scope.cancel()
@@ -180,6 +188,8 @@ async def main(n: int, mode: str) -> None:
                 proc.terminate()
             for proc in procs:
                 proc.wait(timeout=10)
+    if as_json:  # for the harness (python -m tests.bench, row "scream"): one JSON line
+        emit({"mode": mode, "peers": len(PEERS), "phases": phases})
 
 
 if __name__ == "__main__":
@@ -190,5 +200,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--peer":
         trio.run(peer, sys.argv[2], sys.argv[3], sys.argv[4])
     else:
-        count = int(sys.argv[1]) if len(sys.argv) > 1 else 300
-        trio.run(main, count, sys.argv[2] if len(sys.argv) > 2 else "a-lifted")
+        args = [arg for arg in sys.argv[1:] if arg != "--json"]
+        count = int(args[0]) if args else 300
+        mode = args[1] if len(args) > 1 else "a-lifted"
+        trio.run(main, count, mode, "--json" in sys.argv[1:])

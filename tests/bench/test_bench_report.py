@@ -34,6 +34,7 @@ from bench.rows import (
     delivery,
     guarded,
     latency_rows,
+    scream_rows,
     sender_accounting,
 )
 
@@ -163,6 +164,28 @@ def test_latency_rows_from_samples_and_from_reasons() -> None:
         "max": 100.0,
     }
     assert p50.items[1].value is None and p50.items[1].note.startswith("skipped")
+
+
+def test_scream_rows_from_the_algedonic_benchmarks_json_line() -> None:
+    # what `python -m tests.bench.bench_algedonic N a-lifted --json` prints last
+    got = {
+        "mode": "a-lifted",
+        "peers": 4,
+        "phases": [
+            {
+                "label": "idle",
+                "n": 100,
+                "failed": 0,
+                "latencies_ms": [i / 10 for i in range(1, 101)],
+            },
+            {"label": "S1 flood (a-lifted)", "n": 100, "failed": 2, "latencies_ms": [3.5] * 98},
+        ],
+    }
+    p50, p99 = scream_rows(got, "confirmed alarm to 4 peers", "")
+    assert [m.system for m in p50.items] == ["ours, idle", "ours, during S1 flood"]
+    assert (p50.items[0].value, p99.items[0].value) == (5000.0, 9900.0)  # µs
+    assert p99.items[1].value == 3500.0 and p99.items[1].lost == 2  # 2 screams not confirmed
+    assert "goal: p99 under 10 ms" in p99.notes[-1]
 
 
 def test_only_selects_rows_in_table_order() -> None:
