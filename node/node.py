@@ -41,7 +41,7 @@ from node.errors import (
 )
 from node.runtime.algedonic import AlgedonicBroadcast
 from node.runtime.bridge import ClusterBridge
-from node.runtime.busypoll import YieldWhenBusy
+from node.runtime.busypoll import yielding_when_busy
 from node.runtime.detector import PartitionDetector
 from node.runtime.discovery import DEFAULT_GOSSIP_GROUP, DEFAULT_GOSSIP_PORT, make_discovery
 from node.runtime.journal import JOURNAL_FILE, STATE_FILE, Journal, StateFile
@@ -585,12 +585,8 @@ class Node:
     async def _run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         # A loop busy without pause offers the CPU to other processes now and
         # then (node.runtime.busypoll): one of them may hold an alarm.
-        courtesy = YieldWhenBusy()
-        trio.lowlevel.add_instrument(courtesy)
-        try:
+        with yielding_when_busy():
             await self.supervisor.run(task_status=task_status)
-        finally:
-            trio.lowlevel.remove_instrument(courtesy)
 
 
 def _operator() -> str:

@@ -30,9 +30,10 @@ This module is trio-specific runtime; it keeps no state worth persisting.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import trio
@@ -148,3 +149,26 @@ class YieldWhenBusy(trio.abc.Instrument):
             self._last = now
             self.yields += 1
             sched_yield()
+
+
+_SHARED: trio.lowlevel.RunVar[list[Any]] = trio.lowlevel.RunVar("vsm_yield_when_busy")
+
+
+@contextlib.contextmanager
+def yielding_when_busy() -> Iterator[YieldWhenBusy]:
+    """Install :class:`YieldWhenBusy` in the current trio run for the duration:
+    one instrument per run, however many nodes share it (tests, the demo)."""
+    try:
+        shared = _SHARED.get()
+    except LookupError:
+        shared = [YieldWhenBusy(), 0]
+        _SHARED.set(shared)
+    if shared[1] == 0:
+        trio.lowlevel.add_instrument(shared[0])
+    shared[1] += 1
+    try:
+        yield shared[0]
+    finally:
+        shared[1] -= 1
+        if shared[1] == 0:
+            trio.lowlevel.remove_instrument(shared[0])

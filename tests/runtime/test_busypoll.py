@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from node.core.wire import Bye
-from node.runtime.busypoll import MAX_TURNS, BusyPoll, YieldWhenBusy
+from node.runtime.busypoll import MAX_TURNS, BusyPoll, YieldWhenBusy, yielding_when_busy
 from node.runtime.peer import FramedStream
 from node.sim import SimNetwork
 
@@ -168,3 +168,18 @@ async def test_a_node_offers_the_cpu_while_its_loop_is_busy() -> None:
                     node.publish("task_execution", {"i": i})
                 await trio.lowlevel.checkpoint()
     assert len(counted) == 1 and counted[0].yields >= 10
+
+
+@pytest.mark.trio
+async def test_nodes_in_one_run_share_one_instrument_removed_with_the_last() -> None:
+    from node.runtime import busypoll
+
+    with yielding_when_busy() as first:
+        with yielding_when_busy() as second:
+            assert first is second
+            assert busypoll._SHARED.get()[1] == 2
+        assert busypoll._SHARED.get()[1] == 1
+    assert busypoll._SHARED.get()[1] == 0
+    # removed: trio refuses to remove an instrument that is not installed
+    with pytest.raises(KeyError):
+        trio.lowlevel.remove_instrument(first)
