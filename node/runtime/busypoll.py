@@ -21,8 +21,9 @@ window's ceiling (``busy_poll_us``), a spin would have caught the second one,
 and the window is the full ceiling; when the gap was longer (a heartbeat a
 second apart, sporadic events), the spin was wasted and the window halves, down
 to none below an eighth of the ceiling. A steady request/reply exchange
-therefore spins; an idle cluster, a stream of events a few milliseconds apart,
-or a flood (the reader never waits) does not. ``busy_poll_us = 0`` turns it
+therefore spins; an idle cluster or a stream of events a few milliseconds
+apart does not. In a flood the reader never waits, and a turn (a few µs) falls
+between rounds of work. ``busy_poll_us = 0`` turns it
 off.
 
 This module is trio-specific runtime; it keeps no state worth persisting.
@@ -66,10 +67,13 @@ class BusyPoll:
         self._until = 0.0  # spin until then
         self._sleeping = False
         self._wake = trio.Event()
-        #: Totals for stats(): spins begun, turns taken, seconds spent spinning.
+        #: Totals for stats(): spins begun, turns taken (each a sched_yield and a
+        #: pass of the scheduler, a few µs), and seconds with a window open (the
+        #: loop kept from blocking; other tasks run during it, so this bounds the
+        #: CPU the spinning cost from above, it does not measure it).
         self.spins = 0
         self.turns = 0
-        self.spent_s = 0.0
+        self.open_s = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -110,7 +114,7 @@ class BusyPoll:
                 sched_yield()  # another runnable process gets this CPU first
                 await checkpoint()  # trio polls for I/O without blocking, runs what is ready
             self.turns += turns
-            self.spent_s += clock() - start
+            self.open_s += clock() - start
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -118,7 +122,7 @@ class BusyPoll:
             "window_us": round(self.window * 1e6),
             "spins": self.spins,
             "turns": self.turns,
-            "spent_s": round(self.spent_s, 6),
+            "open_s": round(self.open_s, 6),
         }
 
 

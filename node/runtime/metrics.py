@@ -225,9 +225,16 @@ class NodeCollector:
         busy = stats.get("busy_poll")
         if busy is not None:
             yield CounterMetricFamily(
-                "vsm_busy_poll_seconds",
-                "CPU time spent keeping the loop turning after connection I/O (busy_poll_us).",
-                value=busy["spent_s"],
+                "vsm_busy_poll_turns",
+                "Turns of the busy-poll loop after connection I/O (busy_poll_us): each a "
+                "sched_yield and a pass of the scheduler.",
+                value=busy["turns"],
+            )
+            yield CounterMetricFamily(
+                "vsm_busy_poll_open_seconds",
+                "Seconds the busy-poll window was open (the loop kept from blocking; other "
+                "tasks run meanwhile, so an upper bound on its CPU cost).",
+                value=busy["open_s"],
             )
 
         vsm = GaugeMetricFamily(

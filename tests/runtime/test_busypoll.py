@@ -78,7 +78,7 @@ async def test_the_spin_lasts_its_window_then_sleeps_until_the_next_io() -> None
         assert busy.spins == 1
         # 200 µs of window at 10 µs per clock read: about 20 turns, then asleep
         assert 5 <= busy.turns <= 25
-        assert busy.spent_s == pytest.approx(busy.turns * 10 * US, abs=30 * US)
+        assert busy.open_s == pytest.approx(busy.turns * 10 * US, abs=30 * US)
         turns = busy.turns
         await trio.testing.wait_all_tasks_blocked()
         assert busy.turns == turns  # it stays asleep

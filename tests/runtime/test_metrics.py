@@ -89,6 +89,9 @@ async def test_collector_reads_the_node_at_scrape_time() -> None:
             == 1
         )
         assert received[("vsm_cluster_events_received_total", (("peer", "a"),))] == 31
+        # busy polling: the simulated network never spins, but the counters are there
+        assert now[("vsm_busy_poll_turns_total", ())] == 0
+        assert now[("vsm_busy_poll_open_seconds_total", ())] == 0.0
         collector.close()
         assert a.telemetry.handlers() == []
 
