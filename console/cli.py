@@ -7,7 +7,6 @@ nothing here draws a fake screen.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -139,18 +138,6 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def refuse_bad_cookie_source(args: argparse.Namespace) -> bool:
-    """A cookie file from a flag or VSM_COOKIE_FILE gets the same checks as one in a file."""
-    from console.configcheck import refuse_bad_cookie_file
-
-    if args.cookie_file:
-        return refuse_bad_cookie_file(args.cookie_file, "--cookie-file")
-    env_file = os.environ.get("VSM_COOKIE_FILE")
-    if env_file and not args.cookie:
-        return refuse_bad_cookie_file(env_file, "VSM_COOKIE_FILE")
-    return False
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["ctl"]:  # ctl has its own parser (see console/ctl.py)
@@ -171,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ctl_client.main([*where, *args.ctl_args])
     if args.daemon:
         from console import daemon
-        from console.configcheck import refuse_bad_file
+        from console.configcheck import refuse_bad_cookie_source, refuse_bad_file
         from node.config import load_config
         from node.errors import ConfigError
 

@@ -6,6 +6,8 @@ a node refuses a bad file with exactly the messages this command prints.
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 
 from node.configcheck import Problem, check_cookie_file, check_file
@@ -44,3 +46,13 @@ def refuse_bad_cookie_file(path: str, where: str) -> bool:
     for problem in problems:
         print(f"vsm-console: bad configuration: {problem}", file=sys.stderr)
     return bool(problems)
+
+
+def refuse_bad_cookie_source(args: argparse.Namespace) -> bool:
+    """A cookie file from a flag or VSM_COOKIE_FILE gets the same checks as one in a file."""
+    if args.cookie_file:
+        return refuse_bad_cookie_file(args.cookie_file, "--cookie-file")
+    env_file = os.environ.get("VSM_COOKIE_FILE")
+    if env_file and not args.cookie:
+        return refuse_bad_cookie_file(env_file, "VSM_COOKIE_FILE")
+    return False

@@ -29,8 +29,7 @@ def known_themes() -> set[str]:
 
 def main(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     from console.app import make_app
-    from console.cli import refuse_bad_cookie_source
-    from console.configcheck import refuse_bad_file
+    from console.configcheck import refuse_bad_cookie_source, refuse_bad_file
     from console.daemon import control_path
     from console.session import Session
     from node.config import load_config
