@@ -23,8 +23,7 @@ second apart, sporadic events), the spin was wasted and the window halves, down
 to none below an eighth of the ceiling. A steady request/reply exchange
 therefore spins; an idle cluster or a stream of events a few milliseconds
 apart does not. In a flood the reader never waits, and a turn (a few µs) falls
-between rounds of work. ``busy_poll_us = 0`` turns it
-off.
+between rounds of work. ``busy_poll_us = 0`` turns it off.
 
 This module is trio-specific runtime; it keeps no state worth persisting.
 """
