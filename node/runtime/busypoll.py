@@ -95,10 +95,9 @@ class BusyPoll:
                 self._wake.set()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Spin while a window is open; sleep (on an event, no timer) while none is."""
+        """Spin while a window is open; sleep (on an event, no timer) while none is.
+        With a ceiling of 0 no window ever opens, so it sleeps for good."""
         task_status.started()
-        if not self.enabled:
-            await trio.sleep_forever()
         clock = self._clock
         checkpoint = trio.lowlevel.checkpoint
         while True:
