@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import operator
 import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
@@ -45,6 +46,7 @@ from node.runtime.busypoll import yielding_when_busy
 from node.runtime.detector import PartitionDetector
 from node.runtime.discovery import DEFAULT_GOSSIP_GROUP, DEFAULT_GOSSIP_PORT, make_discovery
 from node.runtime.journal import JOURNAL_FILE, STATE_FILE, Journal, StateFile
+from node.runtime.replication import STAGE_MAX
 from node.runtime.supervisor import Component, Supervisor
 from node.runtime.transport import make_transport
 from node.telemetry import (
@@ -64,6 +66,8 @@ _new = tuple.__new__  # builds the Event without its generated __new__ (a Python
 # Governance channels, looked up once: an Enum member read from its class costs
 # about 0.14 µs in Python 3.11, and publish asks for two per event.
 _S3, _S5 = Channel.S3_CONTROL, Channel.S5_POLICY
+_ALGEDONIC = Channel.ALGEDONIC
+_TYPE, _CHANNEL = operator.itemgetter(0), operator.itemgetter(1)  # Event fields, in C
 
 
 def _checked_copy(data: object) -> dict[str, Any]:
@@ -151,7 +155,6 @@ class Node:
             urgent=self.algedonic.datagrams.poll,  # alarms and their acks between frames
         )
         self._replication = self.bridge.replication
-        self._replicate = self._replication.replicate  # once per event: no lookups
         # Persistence in data_dir (issue 10): opened by open_node, see open_storage().
         self.journal: Journal | None = None
         self.subscribe(Channel.ALGEDONIC, self._journal_algedonic)
@@ -235,7 +238,16 @@ class Node:
         route = self._routes.get(event_type)
         if route is None or route[0] is not channel or route[1]:
             self._dispatch_many((event,))  # else nobody here subscribes to it
-        self._replicate(event)
+        replication = self._replication
+        if replication.stage_open and channel is not _ALGEDONIC:
+            # A writer will run before this event could leave anyway: admit and
+            # queue it with the others published meanwhile (drain_stage).
+            staged = replication.staged
+            staged.append(event)
+            if len(staged) >= STAGE_MAX:
+                replication.drain_stage()
+        else:
+            replication.replicate(event)  # alarms never wait in the stage
         return event
 
     def _learn_type(self, event_type: object) -> Channel:
@@ -270,10 +282,10 @@ class Node:
         event was published all the same.
         """
         event = self.publish(event_type, data)
-        replication = self._replication
-        if not replication.sent_without_check():
+        flow = self._replication.flow
+        if not flow.sent_without_check():
             wait = self.config.send_timeout_s if timeout is None else timeout
-            await replication.wait_for_room(wait)
+            await flow.wait_for_room(wait)
         # else: no checkpoint at all (0.3 µs even for checkpoint_if_cancelled):
         # one in 128 sends, or one that woke an idle link's writer, is a full checkpoint.
         return event
@@ -284,13 +296,46 @@ class Node:
         BackpressureTimeout after ``timeout`` seconds (None: no limit). Peers
         that are not connected are not waited for.
         """
-        await self.bridge.replication.flush(timeout)
+        await self._replication.flow.flush(timeout)
 
     def _dispatch(self, event: Event) -> None:
         self._dispatch_many((event,))
 
     def _dispatch_many(self, events: Sequence[Event]) -> None:
         """Deliver to local subscribers: one event, or a received batch in one call."""
+        n = len(events)
+        if n > 1:
+            # A received run: one type and channel for all (checked in C); its
+            # route is looked up once, and a lone subscriber gets them in a
+            # tight loop. One subscribing from a callback gets the next batch;
+            # one cancelled from a callback gets nothing more.
+            first = events[0]
+            etype, channel = first.type, first.channel
+            if (
+                list(map(_TYPE, events)).count(etype) == n
+                and list(map(_CHANNEL, events)).count(channel) == n
+            ):
+                route = self._routes.get(etype)
+                if route is None or route[0] is not channel:
+                    route = self._route(etype, channel)
+                subs = route[1]
+                if len(subs) > 1:
+                    self._dispatch_each(events)
+                elif subs:
+                    sub = subs[0]
+                    callback = sub.callback
+                    for event in events:
+                        if not sub.active:
+                            break
+                        try:
+                            callback(event)
+                        except Exception:
+                            self.delivery_errors += 1
+                            log.exception("subscriber to %s failed on %s", sub.key, etype)
+                return
+        self._dispatch_each(events)
+
+    def _dispatch_each(self, events: Sequence[Event]) -> None:
         routes = self._routes
         for event in events:
             route = routes.get(event.type)
@@ -315,11 +360,13 @@ class Node:
 
     def variety_stats(self) -> dict[str, Any]:
         """Per channel (variety manager) and per peer (offered == sent + ... ) figures."""
+        self._replication.drain_stage()  # what publish staged counts as offered
         bridge = self.bridge.stats()
         return {"channels": self.variety.stats(), **bridge, "algedonic": self.algedonic.stats()}
 
     def variety_pressure(self) -> dict[str, Any]:
         """Pressure per channel in [0, 1], the overall figure and its level."""
+        self._replication.drain_stage()
         now = trio.current_time()
         per = {c.value: round(p, 4) for c, p in self.variety.pressure(now).items()}
         overall = self.variety.overall_pressure(now)
@@ -333,6 +380,7 @@ class Node:
         connected to; ``overall`` is the lower of connectivity and the mean of
         the systems' health.
         """
+        self._replication.drain_stage()
         now = trio.current_time()
         pressure = self.variety.pressure(now)
         systems = {
@@ -378,6 +426,7 @@ class Node:
         it, smoothed (None until events have gone both ways).
         ``health`` is the overall figure from the peer's last heartbeat.
         """
+        self._replication.drain_stage()
         now = trio.current_time()
         peers: dict[str, Any] = {}
         for name, peer in sorted(self.bridge.peers.items()):
@@ -580,6 +629,7 @@ class Node:
         task_status.started()
         while True:
             await trio.sleep(self.config.check_interval_s)
+            self._replication.drain_stage()
             watcher.observe(self.variety.stats(), self.partition_status())
 
     async def _run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

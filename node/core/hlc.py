@@ -79,7 +79,7 @@ class HLC:
     received timestamp (the paper's receive rule) and stamps the receive event.
     """
 
-    __slots__ = ("_c", "_l", "_system", "_wall", "max_offset_ms", "node")
+    __slots__ = ("_c", "_edge", "_l", "_system", "_wall", "max_offset_ms", "node")
 
     def __init__(
         self,
@@ -95,6 +95,9 @@ class HLC:
         self.max_offset_ms = max_offset_ms
         self._l = 0
         self._c = 0
+        #: The system time (ns) at which the wall clock passes ``_l``: before it,
+        #: now() needs no division to know it keeps ``_l`` (system clock only).
+        self._edge = 1_000_000
 
     @property
     def wall(self) -> Callable[[], int]:
@@ -114,11 +117,23 @@ class HLC:
 
     def now(self) -> Timestamp:
         """Timestamp for a local or send event. Never goes backwards."""
-        pt = time.time_ns() // 1_000_000 if self._system else self._wall()
+        if self._system:
+            t = time.time_ns()  # looked up per call: tests replace time.time_ns
+            if t < self._edge:
+                # Still within (or behind) the last stamp's millisecond: keep l,
+                # bump c. The common case when events come faster than 1/ms.
+                c = self._c + 1
+                if c <= MAX_LOGICAL:
+                    self._c = c
+                    return _new(Timestamp, (self._l, c, self.node))
+            pt = t // 1_000_000
+        else:
+            pt = self._wall()
         last = self._l
         if pt > last:
             self._l = pt
             self._c = 0
+            self._edge = (pt + 1) * 1_000_000
             return _new(Timestamp, (pt, 0, self.node))
         # Wall clock behind (or equal to) what we have seen: keep l, bump c.
         c = self._c + 1
@@ -152,6 +167,7 @@ class HLC:
         else:
             c_new = 0
         self._l, self._c = l_new, c_new
+        self._edge = (l_new + 1) * 1_000_000
         return Timestamp(l_new, c_new, self.node)
 
     @staticmethod

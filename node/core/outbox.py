@@ -112,13 +112,13 @@ class Outbox:
 
     # --- accounting of the variety verdicts (nothing to queue) ---
 
-    def count_compressed(self) -> None:
-        self.offered += 1
-        self.compressed += 1
+    def count_compressed(self, n: int = 1) -> None:
+        self.offered += n
+        self.compressed += n
 
-    def count_throttled(self) -> None:
-        self.offered += 1
-        self.throttled += 1
+    def count_throttled(self, n: int = 1) -> None:
+        self.offered += n
+        self.throttled += n
 
     # --- queueing ---
 
@@ -155,6 +155,22 @@ class Outbox:
             self._queued -= 1
         lane.append(event)
         self._queued += 1
+
+    def offer_many(self, events: list[Event], rank: int | None = None) -> None:
+        """:meth:`offer` each of ``events``, in order. ``rank``: the lane they all
+        go to, if the caller knows that they are originals (not aggregates) of
+        one channel other than algedonic; then, while the lanes have room for
+        all of them, they are queued with one extend."""
+        n = len(events)
+        if rank and self._queued + n <= (self.lane_size if self.connected else self.backlog_size):
+            self._lanes[rank].extend(events)
+            self._queued += n
+            self.offered += n
+            self._originals += n
+            return
+        offer = self.offer
+        for event in events:
+            offer(event)
 
     def _lowest_lane(self) -> int | None:
         lanes = self._lanes

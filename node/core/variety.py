@@ -223,6 +223,33 @@ class VarietyManager:
             return _ADMIT
         return self.admit(event, clock())
 
+    def admit_many(
+        self, events: list[Event], channel: Channel | None, now: float
+    ) -> tuple[list[Event], int, int]:
+        """:meth:`admit` each of ``events`` (in order, at one instant ``now``):
+        the admitted ones, and how many were compressed and throttled.
+        ``channel``: the one they all belong to, if the caller knows; one
+        without a limit (a flood with quotas lifted) admits all at once."""
+        if channel is not None:
+            lane = self._lanes.get(id(channel))
+            if lane is not None and lane.unlimited:
+                n = len(events)
+                lane.offered += n
+                lane.admitted += n
+                return events, 0, 0
+        admitted: list[Event] = []
+        compressed = throttled = 0
+        admit = self.admit
+        for event in events:
+            verdict = admit(event, now)
+            if verdict is _ADMIT:
+                admitted.append(event)
+            elif verdict is _COMPRESS:
+                compressed += 1
+            else:
+                throttled += 1
+        return admitted, compressed, throttled
+
     def admit(self, event: Event, now: float) -> Verdict:
         """Decide one outbound event: ADMIT, COMPRESS or THROTTLE."""
         lane = self._lanes.get(id(event.channel))

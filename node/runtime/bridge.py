@@ -178,6 +178,7 @@ class ClusterBridge:
     async def shutdown(self, reason: str = "shutdown") -> None:
         """Say BYE to every connected peer (they count a departure, not a failure)."""
         self._stopping = True
+        self.replication.drain_stage()  # staged events are counted as queued
         bye = encode(Bye(self.config.name, reason))
         with trio.move_on_after(1):
             async with trio.open_nursery() as nursery:
@@ -607,6 +608,7 @@ class ClusterBridge:
     # --- views ---------------------------------------------------------------------------
 
     def peer_states(self) -> dict[str, dict[str, Any]]:
+        self.replication.drain_stage()  # queue figures include what publish staged
         now = trio.current_time()
         out = {}
         for name, peer in sorted(self.peers.items()):

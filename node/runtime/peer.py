@@ -161,6 +161,11 @@ class FramedStream:
         )
 
     @property
+    def sending(self) -> bool:
+        """A send_bytes is in progress (it may wait for the peer to read)."""
+        return self._send_lock.locked()
+
+    @property
     def buffered_frames(self) -> bool:
         """Bytes of the last read are still undecoded: ``receive`` may return
         from them without reading (nor letting other tasks run). Otherwise

@@ -124,7 +124,7 @@ async def test_3_2_majority_governs_minority_degrades_and_heals(
             nodes["a"].publish("policy_update", {"v": 2})
             for i in range(20):
                 nodes["d"].publish("task_execution", {"i": i})
-            assert nodes["d"].bridge.peers["a"].outbox.stats()["backlogged"] == 20
+            assert nodes["d"].variety_stats()["peers"]["a"]["backlogged"] == 20
             net.heal_all()
             await wait_for(
                 lambda: all(

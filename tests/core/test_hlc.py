@@ -163,3 +163,28 @@ def test_properties_monotonic_causal_bounded_drift(ops: list[tuple[str, int, int
         max_ever = max(max_ever, *(w.ms for w in walls))
         for k in range(4):
             assert clocks[k].last.physical <= max_ever
+
+
+def test_system_clock_path_agrees_with_the_rule_at_millisecond_edges(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # now() on the system clock skips the division while the wall clock is
+    # still within the last stamp's millisecond: same stamps as the rule.
+    ns = [100_200_000]
+    monkeypatch.setattr("time.time_ns", lambda: ns[0])
+    clock = HLC("a")
+    assert clock.now() == Timestamp(100, 0, "a")
+    ns[0] = 100_999_999
+    assert clock.now() == Timestamp(100, 1, "a")
+    ns[0] = 101_000_000
+    assert clock.now() == Timestamp(101, 0, "a")
+    ns[0] = 99_500_000  # stepped back
+    assert clock.now() == Timestamp(101, 1, "a")
+    ns[0] = 101_500_000
+    assert clock.update(Timestamp(105, 3, "b")) == Timestamp(105, 4, "a")
+    ns[0] = 102_000_000  # behind what update learnt: keep 105, count on
+    assert clock.now() == Timestamp(105, 5, "a")
+    ns[0] = 105_999_999
+    assert clock.now() == Timestamp(105, 6, "a")
+    ns[0] = 106_000_000
+    assert clock.now() == Timestamp(106, 0, "a")

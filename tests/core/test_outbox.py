@@ -218,3 +218,24 @@ def test_invariant_holds_at_every_step(ops: list[str]) -> None:
         elif op == "down":
             o.set_connected(False)
         invariant(o)
+
+
+def test_offer_many_queues_a_burst_as_offer_would_one_by_one() -> None:
+    burst = [ev(i) for i in range(10)]
+    one, many = Outbox(lane_size=6), Outbox(lane_size=6)
+    for o in (one, many):
+        o.set_connected(True)
+        o.offer(ev(99, Channel.GENERAL))  # the lowest lane goes first when full
+    for e in burst:
+        one.offer(e)
+    many.offer_many(burst, Channel.S1_OPERATIONAL.rank)  # too many for the lanes
+    assert one.stats() == many.stats()
+    assert ids(one.take_batch(20)[1]) == ids(many.take_batch(20)[1]) == list(range(4, 10))
+    roomy = Outbox()
+    roomy.set_connected(True)
+    roomy.offer_many(burst[:5], Channel.S1_OPERATIONAL.rank)  # one extend
+    roomy.offer_many([ev(7, Channel.ALGEDONIC), ev(8)])  # mixed: offer by offer
+    assert ids(roomy.take_batch(20)[1]) == [7, 0, 1, 2, 3, 4, 8]
+    invariant(one)
+    invariant(many)
+    invariant(roomy)

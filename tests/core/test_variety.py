@@ -695,3 +695,21 @@ def test_admit_by_reads_the_clock_only_for_a_limited_lane() -> None:
     assert len(reads) == 4  # once per event of the limited lane
     assert verdicts[:2] == [Verdict.ADMIT, Verdict.ADMIT]  # a bucket of 2
     assert Verdict.ADMIT not in verdicts[2:]
+
+
+def test_admit_many_gives_the_verdicts_admit_gives_one_by_one() -> None:
+    burst = [unique(i) for i in range(40)] + [ev("status_update", channel=GEN)]
+    one, many = VarietyManager({"s1_operational": 10}), VarietyManager({"s1_operational": 10})
+    verdicts = [one.admit(e, 5.0) for e in burst]
+    admitted, compressed, throttled = many.admit_many(burst, None, 5.0)
+    assert admitted == [e for e, v in zip(burst, verdicts, strict=True) if v is Verdict.ADMIT]
+    assert compressed == verdicts.count(Verdict.COMPRESS)
+    assert throttled == verdicts.count(Verdict.THROTTLE)
+    assert 0 < len(admitted) < len(burst)
+    assert one.stats() == many.stats()
+    # one channel without a limit: all admitted at once, counted the same
+    free = VarietyManager({"s1_operational": None})
+    flood = [unique(i) for i in range(1000)]
+    assert free.admit_many(flood, S1, 5.0) == (flood, 0, 0)
+    assert free.stats()["s1_operational"]["admitted"] == 1000
+    assert free.stats()["s1_operational"]["offered"] == 1000
