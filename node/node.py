@@ -45,6 +45,7 @@ from node.runtime.bridge import ClusterBridge
 from node.runtime.busypoll import yielding_when_busy
 from node.runtime.detector import PartitionDetector
 from node.runtime.discovery import DEFAULT_GOSSIP_GROUP, DEFAULT_GOSSIP_PORT, make_discovery
+from node.runtime.flow import CHECK_EVERY
 from node.runtime.journal import JOURNAL_FILE, STATE_FILE, Journal, StateFile
 from node.runtime.replication import STAGE_MAX
 from node.runtime.supervisor import Component, Supervisor
@@ -155,6 +156,7 @@ class Node:
             urgent=self.algedonic.datagrams.poll,  # alarms and their acks between frames
         )
         self._replication = self.bridge.replication
+        self._flow = self._replication.flow
         # Persistence in data_dir (issue 10): opened by open_node, see open_storage().
         self.journal: Journal | None = None
         self.subscribe(Channel.ALGEDONIC, self._journal_algedonic)
@@ -282,8 +284,9 @@ class Node:
         event was published all the same.
         """
         event = self.publish(event_type, data)
-        flow = self._replication.flow
-        if not flow.sent_without_check():
+        flow = self._flow
+        flow.unchecked += 1  # see flow.CHECK_EVERY
+        if flow.unchecked >= CHECK_EVERY or flow.woke:
             wait = self.config.send_timeout_s if timeout is None else timeout
             await flow.wait_for_room(wait)
         # else: no checkpoint at all (0.3 µs even for checkpoint_if_cancelled):
@@ -296,7 +299,7 @@ class Node:
         BackpressureTimeout after ``timeout`` seconds (None: no limit). Peers
         that are not connected are not waited for.
         """
-        await self._replication.flow.flush(timeout)
+        await self._flow.flush(timeout)
 
     def _dispatch(self, event: Event) -> None:
         self._dispatch_many((event,))

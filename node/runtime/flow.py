@@ -21,9 +21,12 @@ if TYPE_CHECKING:
     from node.config import NodeConfig
     from node.runtime.peerlink import PeerLink
 
-#: Below high water, send() measures the queues and yields to the scheduler
-#: once per this many sends, and whenever its event woke the writer of an
-#: idle link.
+#: Below high water, Node.send measures the queues and yields to the
+#: scheduler (wait_for_room) once per this many sends, and whenever its event
+#: woke the writer of an idle link that the publish path could not write to
+#: itself (TLS), so that a sporadic sender's event leaves at once. A full
+#: checkpoint per event costs more than the event, and so does measuring every
+#: queue; the high-water mark may so be passed by at most this many events.
 CHECK_EVERY = 128
 
 
@@ -40,7 +43,8 @@ class FlowControl:
         self._progress = trio.Event()
         #: Tasks waiting here (the writer asks for acks at once while any do).
         self.waiting = 0
-        self._unchecked = 0  # sends since send() last looked at the queues
+        #: Sends since send() last looked at the queues (Node.send counts them).
+        self.unchecked = 0
         #: Publish woke an idle writer it could not write to (it runs once we yield).
         self.woke = False
 
@@ -61,26 +65,12 @@ class FlowControl:
                     worst, name = depth, peer.name
         return worst, name
 
-    def sent_without_check(self) -> bool:
-        """For ``Node.send``: True if this send needs neither a look at the queues
-        nor a trip through the scheduler (then only cancellation is honoured).
-
-        A full checkpoint per event costs more than the event, and so does
-        measuring every queue: both happen every ``CHECK_EVERY`` sends, and
-        when this send's event woke the writer of an idle link (nothing in
-        flight) that the publish path could not write to itself (TLS), in
-        :meth:`wait_for_room`: a sporadic sender's event leaves at once. The
-        high-water mark may so be passed by at most ``CHECK_EVERY`` events.
-        """
-        self._unchecked += 1
-        return self._unchecked < CHECK_EVERY and not self.woke
-
     async def wait_for_room(self, limit_s: float | None) -> None:
         """Return at once unless the slowest connected member's queue is above the
         high-water mark; then wait until it is below the low-water mark.
         BackpressureTimeout after ``limit_s`` seconds."""
         cfg = self.config
-        self._unchecked = 0
+        self.unchecked = 0
         self.woke = False
         depth, name = self.worst_depth()
         if depth > cfg.send_high_water:
