@@ -305,7 +305,12 @@ class Replicator:
             frame = self._next_frame(peer) if outbox.pending else None
             if frame is not None:
                 if frame[0]:
-                    await self._send(framed, frame[0])
+                    # While the window has room for more of what is queued, the
+                    # next frame follows without a trip through the scheduler:
+                    # up to send_window events leave in one turn, so a producer
+                    # that yields every few hundred events is not outrun by
+                    # one frame (batch_max) per turn.
+                    await self._send(framed, frame[0], pause=not outbox.pending)
                     self._wrote(peer, frame[1])
                 continue
             # Delayed ACK (TCP's, RFC 1122 4.2.3.2): a few events' ack waits up
@@ -343,15 +348,17 @@ class Replicator:
         peer.idle_scope = None
         peer.writer_waiting = False
 
-    async def _send(self, framed: FramedStream, data: bytes) -> None:
+    async def _send(self, framed: FramedStream, data: bytes, *, pause: bool = True) -> None:
         """Write frames: at once if the socket takes them (no scheduler trip, no
-        timeout scope), else through the stream, bounded by write_timeout_s."""
+        timeout scope), else through the stream, bounded by write_timeout_s.
+        ``pause=False``: a written frame is not followed by a checkpoint."""
         if data and framed.can_write_now:
             framed.write_now(data)
             if not framed.has_tail:
-                # As send_all would: let the others run (the publisher, the
-                # reader with acks, alarms) before the next frame is built.
-                await trio.lowlevel.checkpoint()
+                if pause:
+                    # As send_all would: let the others run (the publisher, the
+                    # reader with acks, alarms) before the next frame is built.
+                    await trio.lowlevel.checkpoint()
                 return
             data = b""
         with trio.fail_after(self.config.write_timeout_s):

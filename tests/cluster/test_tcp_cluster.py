@@ -235,3 +235,26 @@ async def test_request_reply_over_tcp_keeps_the_loop_turning_unless_turned_off()
             assert after["open_s"] > before["open_s"]
             off = b.variety_stats()["busy_poll"]
             assert off["ceiling_us"] == 0 and off["spins"] == 0 and off["turns"] == 0
+
+
+async def test_a_burst_leaves_in_one_turn_of_the_writer_while_the_window_has_room() -> None:
+    # A producer that yields every 800 events (more than batch_max, 256, less
+    # than send_window, 1,024): if the writer sent one frame per turn of the
+    # scheduler, each turn would queue 800 and send 256, and the queue would
+    # overflow. It sends frame after frame while the window has room.
+    settings = dict(quotas={"s1_operational": None}, busy_poll_us=0)
+    async with two_nodes(settings, {}) as (a, b):
+        await until(lambda: meshed([a, b]))
+        got: list[int] = []
+        b.subscribe("task_execution", lambda e: got.append(e.data["i"]))
+        await a.flush(timeout=10)
+        link = a.bridge.peers["b"]
+        before = link.frames_out
+        for i in range(800):
+            a.publish("task_execution", {"i": i})
+        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint()  # the writer has had its turn
+        assert link.frames_out - before >= 4  # 256 + 256 + 256 + 32
+        await a.flush(timeout=30)
+        assert got == list(range(800))
+        assert a.variety_stats()["peers"]["b"]["dropped"] == 0
