@@ -38,6 +38,18 @@ async def cluster(
         yield nodes
 
 
+@asynccontextmanager
+async def meshed_cluster(
+    names: list[str], *, net: SimNetwork | None = None, limit: float = 120.0, **kw: Any
+) -> AsyncIterator[dict[str, Node]]:
+    """:func:`cluster` on a simulated network (a new one unless given), once every
+    node is connected to every other; all of it bounded by ``limit`` seconds."""
+    with trio.fail_after(limit):
+        async with cluster(net or SimNetwork(), names, **kw) as nodes:
+            await wait_for(lambda: full_mesh(nodes))
+            yield nodes
+
+
 async def wait_for(
     predicate: Callable[[], bool], *, limit: float = 60.0, step: float = 0.05
 ) -> float:
