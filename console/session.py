@@ -34,8 +34,9 @@ from console.demo import NODE_NAME, OBSERVER, DemoCluster, DemoOptions
 from console.snapshot import collect
 from node.config import NodeConfig
 from node.core.events import Channel, Event
+from node.delivery import Subscription
 from node.errors import JournalError
-from node.node import Node, Subscription, open_node
+from node.node import Node, open_node
 from node.runtime.control import ControlServer, bind_control
 from node.runtime.metrics import MetricsServer, open_metrics_listeners
 from node.telemetry import EVENTS as TELEMETRY_EVENTS

@@ -5,6 +5,7 @@ from node import NodeConfig, open_node
 
 from node.config import NodeConfig, load_config
 from node.core.events import Channel, Event
-from node.node import Node, Subscription, open_node
+from node.delivery import Subscription
+from node.node import Node, open_node
 
 __all__ = ["Channel", "Event", "Node", "NodeConfig", "Subscription", "load_config", "open_node"]

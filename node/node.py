@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import getpass
 import logging
-import operator
 import secrets
 import socket
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import attrs
 import trio
 
 from node.config import NodeConfig
@@ -33,6 +31,7 @@ from node.core.events import (
 from node.core.hlc import HLC
 from node.core.variety import VarietyManager, pressure_level
 from node.core.wire import Algedonic, AlgedonicAck
+from node.delivery import Callback, LocalDelivery, Subscription
 from node.errors import (
     ConfigError,
     InvalidEventError,
@@ -60,15 +59,12 @@ from node.telemetry import (
 
 log = logging.getLogger("vsm.node")
 
-Callback = Callable[[Event], None]
-
 _MAX_KNOWN_TYPES = 10_000
 _new = tuple.__new__  # builds the Event without its generated __new__ (a Python frame)
 # Governance channels, looked up once: an Enum member read from its class costs
 # about 0.14 µs in Python 3.11, and publish asks for two per event.
 _S3, _S5 = Channel.S3_CONTROL, Channel.S5_POLICY
 _ALGEDONIC = Channel.ALGEDONIC
-_TYPE, _CHANNEL = operator.itemgetter(0), operator.itemgetter(1)  # Event fields, in C
 
 
 def _checked_copy(data: object) -> dict[str, Any]:
@@ -77,21 +73,6 @@ def _checked_copy(data: object) -> dict[str, Any]:
         return dict(check_data(data))
     except ProtocolError as exc:
         raise InvalidEventError(str(exc)) from None
-
-
-@attrs.define(eq=False)
-class Subscription:
-    """A live subscription; ``cancel()`` stops deliveries (idempotent)."""
-
-    key: str | Channel
-    callback: Callback
-    _node: Node
-    active: bool = True
-
-    def cancel(self) -> None:
-        if self.active:
-            self.active = False
-            self._node._unsubscribe(self)
 
 
 class Node:
@@ -105,14 +86,13 @@ class Node:
         self.classify = Classifier(config.event_types)
         self.variety = VarietyManager(config.quotas, capacities=config.capacities)
         self.transport = transport if transport is not None else make_transport(config)
-        self._subs: dict[str | Channel, list[Subscription]] = {}
-        # event type -> (its channel, the callbacks for type, channel and "*"):
-        # one lookup per delivered event; rebuilt when subscriptions change.
-        self._routes: dict[str, tuple[Channel, tuple[Subscription, ...]]] = {}
+        self.local = LocalDelivery(self.classify)
+        # publish looks a type's route up here first (nobody subscribed: no call)
+        self._routes = self.local.routes
+        self._dispatch, self._dispatch_many = self.local.dispatch, self.local.dispatch_many
         # event types already checked, with their channel (bounded: a producer
         # inventing types without end must not grow memory without end)
         self._types: dict[str, Channel] = {}
-        self.delivery_errors = 0
         self.telemetry = Telemetry()
         # built before the bridge, which gets its handlers
         self.algedonic = AlgedonicBroadcast(
@@ -198,16 +178,12 @@ class Node:
                 check_event_type(key)
             except ProtocolError as exc:
                 raise InvalidEventError(str(exc)) from None
-        sub = Subscription(key, callback, self)
-        self._subs.setdefault(key, []).append(sub)
-        self._routes.clear()
-        return sub
+        return self.local.subscribe(key, callback)
 
-    def _unsubscribe(self, sub: Subscription) -> None:
-        subs = self._subs.get(sub.key, [])
-        if sub in subs:
-            subs.remove(sub)
-            self._routes.clear()
+    @property
+    def delivery_errors(self) -> int:
+        """Exceptions raised by subscriber callbacks (each logged, never propagated)."""
+        return self.local.errors
 
     def publish(self, event_type: str, data: Mapping[str, Any] | None = None) -> Event:
         """Stamp, deliver locally, and replicate (subject to variety control).
@@ -300,64 +276,6 @@ class Node:
         that are not connected are not waited for.
         """
         await self._flow.flush(timeout)
-
-    def _dispatch(self, event: Event) -> None:
-        self._dispatch_many((event,))
-
-    def _dispatch_many(self, events: Sequence[Event]) -> None:
-        """Deliver to local subscribers: one event, or a received batch in one call."""
-        n = len(events)
-        if n > 1:
-            # A received run: one type and channel for all (checked in C); its
-            # route is looked up once, and a lone subscriber gets them in a
-            # tight loop. One subscribing from a callback gets the next batch;
-            # one cancelled from a callback gets nothing more.
-            first = events[0]
-            etype, channel = first.type, first.channel
-            if (
-                list(map(_TYPE, events)).count(etype) == n
-                and list(map(_CHANNEL, events)).count(channel) == n
-            ):
-                route = self._routes.get(etype)
-                if route is None or route[0] is not channel:
-                    route = self._route(etype, channel)
-                subs = route[1]
-                if len(subs) > 1:
-                    self._dispatch_each(events)
-                elif subs:
-                    sub = subs[0]
-                    callback = sub.callback
-                    for event in events:
-                        if not sub.active:
-                            break
-                        try:
-                            callback(event)
-                        except Exception:
-                            self.delivery_errors += 1
-                            log.exception("subscriber to %s failed on %s", sub.key, etype)
-                return
-        self._dispatch_each(events)
-
-    def _dispatch_each(self, events: Sequence[Event]) -> None:
-        routes = self._routes
-        for event in events:
-            route = routes.get(event.type)
-            if route is None or route[0] is not event.channel:
-                route = self._route(event.type, event.channel)
-            for sub in route[1]:
-                try:
-                    sub.callback(event)
-                except Exception:
-                    self.delivery_errors += 1
-                    log.exception("subscriber to %s failed on %s", sub.key, event.type)
-
-    def _route(self, event_type: str, channel: Channel) -> tuple[Channel, tuple[Subscription, ...]]:
-        subs = self._subs
-        found = (*subs.get(event_type, ()), *subs.get(channel, ()), *subs.get("*", ()))
-        route = (channel, found)
-        if channel is self.classify(event_type):
-            self._routes[event_type] = route
-        return route
 
     # --- views ----------------------------------------------------------------------
 
