@@ -162,6 +162,10 @@ class Replicator:
                         live = stage = True
                     if peer.writer_waiting or framed.sending:
                         stage = False  # it would not see what is staged soon
+            if self.staged and not stage:
+                # An alarm (never staged) found the stage open and closes it:
+                # what waits there is queued now, before anything published next.
+                self.drain_stage()
             self.stage_open = stage
         elif verdict is _COMPRESS:
             for peer in peers:

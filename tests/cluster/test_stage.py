@@ -18,7 +18,7 @@ from vsmtest import meshed_cluster, wait_for
 
 from node.core.events import Channel, Event
 from node.node import Node
-from node.runtime.replication import STAGE_MAX
+from node.runtime.replication import STAGE_MAX, Replicator
 from node.sim import SimNetwork
 
 pytestmark = pytest.mark.trio
@@ -31,6 +31,16 @@ async def pair(key: str) -> AsyncIterator[tuple[Node, list[Event]]]:
         got: list[Event] = []
         nodes["b"].subscribe(key, got.append)
         yield nodes["a"], got
+
+
+def staged_burst(a: Node, n: int) -> Replicator:
+    """Publish events 0..n-1 without yielding: the first wakes the writer, the
+    rest wait in the stage. Returns a's replicator."""
+    replication = a.bridge.replication
+    for i in range(n):
+        a.publish("task_execution", {"i": i})
+    assert replication.stage_open and len(replication.staged) == n - 1
+    return replication
 
 
 def accounted(stats: dict[str, int]) -> int:
@@ -77,15 +87,31 @@ async def test_an_alarm_is_never_staged_and_overtakes_the_burst(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     async with pair("*") as (a, got):
-        replication = a.bridge.replication
-        for i in range(50):
-            a.publish("task_execution", {"i": i})
-        assert replication.stage_open and len(replication.staged) == 49
+        replication = staged_burst(a, 50)
         alarm = a.publish("system_panic", {"why": "test"})
         assert alarm.channel is Channel.ALGEDONIC
         assert alarm not in replication.staged  # queued at once, in its own lane
         await wait_for(lambda: len(got) >= 51)
         assert got[0].id == alarm.id  # ahead of every staged S1 event
+
+
+async def test_an_alarm_that_closes_the_stage_queues_what_waits_there_first(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with pair("*") as (a, got):
+        replication = staged_burst(a, 20)
+        # As if a write to b had begun meanwhile (another sender on the stream):
+        # the alarm's replicate closes the stage, and must leave nothing in it.
+        framed = a.bridge.peers["b"].framed
+        assert framed is not None
+        with monkeypatch.context() as patch:
+            patch.setattr(type(framed), "sending", property(lambda _: True))
+            alarm = a.publish("system_panic", {"why": "test"})
+            assert not replication.stage_open and not replication.staged
+        a.publish("task_execution", {"i": 20})
+        await wait_for(lambda: len(got) >= 22)
+        s1 = [e.data["i"] for e in got if e.id != alarm.id]
+        assert s1 == list(range(21))  # nothing published later overtook them
 
 
 async def test_a_writer_blocked_on_one_peer_never_holds_events_for_another(
