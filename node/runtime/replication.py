@@ -148,14 +148,8 @@ class Replicator:
             for peer in peers:
                 outbox = peer.outbox
                 outbox.offer(event)
-                if peer.writer_waiting and (outbox.unacked or not self._write_now(peer)):
-                    peer.notify()
-                    if not outbox.unacked:
-                        # An idle link the publish path could not write to (TLS):
-                        # send() lets the writer run now. With frames in flight,
-                        # their ack wakes it anyway (Nagle), and yielding per
-                        # event would cut a flood into small frames.
-                        self.flow.woke = True
+                if peer.writer_waiting:
+                    self._wake_writer(peer)
                 framed = peer.framed
                 if framed is not None:
                     if not live:
@@ -195,12 +189,25 @@ class Replicator:
             outbox = peer.outbox
             if admitted:
                 outbox.offer_many(admitted, rank)
-                if peer.writer_waiting and (outbox.unacked or not self._write_now(peer)):
-                    peer.notify()
+                if peer.writer_waiting:
+                    self._wake_writer(peer)
             if compressed:
                 outbox.count_compressed(compressed)
             if throttled:
                 outbox.count_throttled(throttled)
+
+    def _wake_writer(self, peer: PeerLink) -> None:
+        """Events were queued for ``peer`` while its writer waits: on an idle
+        link write them now, from here (Nagle); else wake the writer."""
+        outbox = peer.outbox
+        if outbox.unacked or not self._write_now(peer):
+            peer.notify()
+            if not outbox.unacked:
+                # An idle link the publish path could not write to (TLS):
+                # send() lets the writer run now. With frames in flight,
+                # their ack wakes it anyway (Nagle), and yielding per
+                # event would cut a flood into small frames.
+                self.flow.woke = True
 
     async def run_variety(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """The variety service: close compression windows, feed adaptive quotas."""
@@ -217,7 +224,7 @@ class Replicator:
             self.variety.set_system_pressure(self.congestion(), now)
 
     def congestion(self) -> float:
-        self.drain_stage()
+        """The fullest connected outbox, as a share of lane_size (run_variety drains first)."""
         worst = 0.0
         cap = max(self.config.lane_size, 1)
         for peer in self.peers.values():

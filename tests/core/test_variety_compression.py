@@ -15,9 +15,7 @@ from varietytest import GEN, S1, A, C, T, channel_stats, ev, unique
 
 from node.core.events import Channel, Event
 from node.core.hlc import Timestamp
-from node.core.variety import (
-    VarietyManager,
-)
+from node.core.variety import VarietyManager
 
 # --- semantic compression ---------------------------------------------------------
 
