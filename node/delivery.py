@@ -65,17 +65,18 @@ class LocalDelivery:
     def dispatch(self, event: Event) -> None:
         self.dispatch_many((event,))
 
-    def dispatch_many(self, events: Sequence[Event]) -> None:
-        """Deliver one event, or a received batch in one call."""
+    def dispatch_many(self, events: Sequence[Event], uniform: bool = False) -> None:
+        """Deliver one event, or a received batch in one call. ``uniform``: the
+        caller knows that all share the first one's type and channel (one run)."""
         n = len(events)
         if n > 1:
-            # A received run: one type and channel for all (checked in C); its
-            # route is looked up once, and a lone subscriber gets them in a
-            # tight loop. One subscribing from a callback gets the next batch;
+            # A received run: one type and channel for all (known, or checked in
+            # C); its route is looked up once, and a lone subscriber gets them in
+            # a tight loop. One subscribing from a callback gets the next batch;
             # one cancelled from a callback gets nothing more.
             first = events[0]
             etype, channel = first.type, first.channel
-            if (
+            if uniform or (
                 list(map(_TYPE, events)).count(etype) == n
                 and list(map(_CHANNEL, events)).count(channel) == n
             ):

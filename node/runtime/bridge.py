@@ -74,7 +74,7 @@ class ClusterBridge:
         variety: VarietyManager,
         deliver: Callable[[Event], None],
         incarnation: int,
-        deliver_many: Callable[[list[Event]], None] | None = None,
+        deliver_many: Callable[[list[Event], bool], None] | None = None,
         heartbeat_factory: Callable[[], Heartbeat] | None = None,
         handlers: dict[type, Handler] | None = None,
         on_peer_change: Callable[[str, bool], None] | None = None,

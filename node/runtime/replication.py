@@ -37,7 +37,7 @@ import trio
 from node.core.batch import Run
 from node.core.dedup import Deduplicator
 from node.core.events import Event
-from node.core.hlc import HLC
+from node.core.hlc import HLC, Timestamp
 from node.core.outbox import TOO_LARGE, Outbox
 from node.core.variety import VarietyManager, Verdict
 from node.core.wire import HEADER, Ack, Events, Heartbeat, encode
@@ -58,6 +58,7 @@ INVALID = "invalid_event"
 SOURCE_MISMATCH = "source_mismatch"
 
 _HLC = operator.itemgetter(4)  # Event.hlc, in C
+_new = tuple.__new__
 _CHANNEL = operator.itemgetter(1)  # Event.channel
 #: At most this many events wait in the stage (Replicator.replicate) before
 #: publish drains it itself: a producer that never yields still queues them.
@@ -94,14 +95,15 @@ class Replicator:
         deliver: Callable[[Event], None],
         peers: dict[str, PeerLink],
         count: Callable[[str, int], None],
-        deliver_many: Callable[[list[Event]], None] | None = None,
+        deliver_many: Callable[[list[Event], bool], None] | None = None,
         urgent: Callable[[], object] | None = None,
     ) -> None:
         self.config = config
         self.hlc = hlc
         self.variety = variety
         self.deliver = deliver
-        # A received batch in one call (Node._dispatch_many: no call per event).
+        # A received batch in one call (Node._dispatch_many: no call per event),
+        # and whether its events share one type and channel (one run: no check).
         self.deliver_many = deliver_many or self._deliver_each
         self.peers = peers
         self.count = count
@@ -496,6 +498,12 @@ class Replicator:
         max_hops = self.config.max_hops
         limit = self.hlc.wall() + self.config.max_offset_ms
         accepted: list[Event] = []
+        # The highest stamp of what was accepted: per run accepted whole, its
+        # largest physical and logical values (a bound at least as high as each
+        # of its stamps, found in C); per event for the rest.
+        tops: list[Timestamp] = []
+        bulk = 0  # events accepted in whole runs
+        uniform = False  # of one type and channel (when the only run accepted)
         seq = msg.first_seq
         single: list[Any] = []  # consecutive single events, checked together
         for item in items:
@@ -522,8 +530,12 @@ class Replicator:
                 n -= skip
                 skip = 0
             events = run.events(max_hops)
-            if events is not None and run.source == name and max(run.physical) <= limit:
-                accepted += events  # the common case: the whole run, checked in bulk
+            if events is not None and run.source == name and (high := max(run.physical)) <= limit:
+                # the common case: the whole run, checked in bulk
+                uniform = type(run.type) is str and type(run.channel) is not list
+                accepted += events
+                bulk += n
+                tops.append(_new(Timestamp, (high, max(run.logical), name)))
             else:
                 checked = self._checked(run.rows()) if events is None else events
                 self._accept_each(peer, checked, seq, accepted, limit)
@@ -531,7 +543,11 @@ class Replicator:
         if single:
             self._accept_each(peer, self._checked(single), seq, accepted, limit)
         if accepted:
-            top = max(map(_HLC, accepted))
+            if bulk == len(accepted):
+                top = max(tops)
+            else:  # some checked one by one (single, relayed, refused in part)
+                top = max([*map(_HLC, accepted), *tops])
+                uniform = False
             if peer.refusing_clock:
                 peer.refusing_clock = False
                 log.info("events from %s are within the clock bound again", name)
@@ -541,7 +557,7 @@ class Replicator:
                 self.count("clock_errors", 1)
                 log.warning("clock update from %s failed: %s", name, exc)
         peer.events_in += len(accepted)
-        self.deliver_many(accepted)
+        self.deliver_many(accepted, uniform and len(tops) == 1)
         if inbound.ack_due:  # not if a reply from a subscriber carried it already
             self._ack_due(peer, inbound)
 
@@ -664,7 +680,7 @@ class Replicator:
             log.info("clock of %s is back within %d ms of ours", peer.name, bound)
         peer.clock_skewed = skewed
 
-    def _deliver_each(self, events: list[Event]) -> None:
+    def _deliver_each(self, events: list[Event], uniform: bool = False) -> None:
         deliver = self.deliver
         for event in events:
             deliver(event)

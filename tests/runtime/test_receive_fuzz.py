@@ -106,6 +106,8 @@ async def receive(items: list[Any]) -> None:
     counted = sum(counters.get(name, 0) for name in COUNTED)
     relayed_twice = counters.get("duplicates", 0)
     assert len(delivered) + counted + relayed_twice == msg.count
+    if delivered:  # the clock moved past everything delivered (causality)
+        assert node.hlc.now()[:2] > max(e.hlc[:2] for e in delivered)
     assert peer.inbound.processed == (msg.count or None)
     refused = peer.inbound.refused
     assert len(refused) == sum(counters.get(n, 0) for n in COUNTED[:3])
@@ -124,3 +126,40 @@ def test_items_of_a_clean_frame_are_all_delivered() -> None:
     assert run.type == ["task_execution"] * 6 + ["status_update"]
     packed = msgpack.unpackb(msgpack.packb(Events.of(evs).to_wire(), default=_default))[3]
     trio.run(receive, packed)
+
+
+def test_each_type_of_a_run_goes_to_its_own_subscribers() -> None:
+    """A run of one type is routed once; a run whose types are a column is
+    routed event by event (no subscriber gets another type's events)."""
+
+    async def main() -> None:
+        net = SimNetwork()
+        node = Node(
+            NodeConfig(name="a", listen="a:7401", cookie="c" * 16), transport=net.transport("a")
+        )
+        got: dict[str, list[Event]] = {"task_execution": [], "status_update": []}
+        for key, sink in got.items():
+            node.subscribe(key, sink.append)
+        peer = PeerLink("r", "r:7401", node.bridge.replication.new_outbox(), CircuitBreaker())
+        peer.inbound = InboundLink(1)
+        now = wall_clock_ms()
+        mixed = [
+            event(i, now, type=("status_update" if i % 3 else "task_execution")) for i in range(9)
+        ]
+        # stamped ahead of our clock (within max_offset_ms), the highest in mid-run
+        same = [
+            event(10 + i, now, type="status_update", hlc=Timestamp(now + 300, count, "r"))
+            for i, count in enumerate((3, 40, 7, 12, 1))
+        ]
+        seq = 1
+        for evs in (mixed, same):
+            items = msgpack.unpackb(msgpack.packb(Events.of(evs).to_wire(), default=_default))[3]
+            msg = decode_payload(msgpack.packb([4, seq, seq, 0, items, True]))
+            assert isinstance(msg, Events)
+            node.bridge.replication.on_events(peer, msg)
+            seq += len(evs)
+        assert [e.data["i"] for e in got["task_execution"]] == [0, 3, 6]
+        assert [e.data["i"] for e in got["status_update"]] == [1, 2, 4, 5, 7, 8, 10, 11, 12, 13, 14]
+        assert node.hlc.now()[:2] > (now + 300, 40)  # past the run's highest stamp
+
+    trio.run(main)
