@@ -38,7 +38,8 @@ from node.errors import (
 #    compressed] (the hlc nested: batches pack the Event tuples as they are).
 #    EVENTS ends in ack_now (the receiver delays other acks).
 # 5: EVENTS carry runs of events (node.core.batch) beside single events.
-PROTOCOL_VERSION = 5
+# 6: frames of LONG_FRAME bytes or more are tagged with HMAC-SHA256 (node.core.auth).
+PROTOCOL_VERSION = 6
 DEFAULT_MAX_FRAME = 1 << 20
 HEADER = struct.Struct(">I")
 HEADER_SIZE = HEADER.size

@@ -62,3 +62,28 @@ def test_forged_replayed_reordered_and_truncated_frames_fail() -> None:
 def test_tag_covers_counter_and_payload() -> None:
     assert len(frame_tag(b"k" * 32, 0, b"p")) == TAG_SIZE
     assert frame_tag(b"k" * 32, 0, b"p") != frame_tag(b"k" * 32, 1, b"p")
+
+
+def test_long_frames_are_tagged_with_hmac_sha256_under_a_key_of_their_own() -> None:
+    import hashlib
+    import hmac
+
+    from node.core.auth import LONG_FRAME
+
+    key = b"k" * 32
+    short, long = b"s" * (LONG_FRAME - 1), b"l" * LONG_FRAME
+    blake = hashlib.blake2b(key=key, digest_size=TAG_SIZE, person=b"vsm-frames-v1")
+    blake.update((3).to_bytes(8, "big") + short)
+    assert frame_tag(key, 3, short) == blake.digest()
+    # the long tag is HMAC-SHA256, truncated, and not under the frame key itself
+    plain = hmac.new(key, (3).to_bytes(8, "big") + long, "sha256").digest()[:TAG_SIZE]
+    tag = frame_tag(key, 3, long)
+    assert len(tag) == TAG_SIZE and tag != plain
+    assert tag != frame_tag(key, 4, long) and tag != frame_tag(b"j" * 32, 3, long)
+    # sealed and opened in order, long and short mixed; a flipped bit fails
+    k = keys()
+    sealer, opener = k.sealer(initiator=True), k.opener(initiator=False)
+    frames = [sealer.seal(p) for p in (long, short, long + b"x")]
+    assert [opener.open(f) for f in frames] == [long, short, long + b"x"]
+    damaged = sealer.seal(long)
+    assert opener.open(damaged[:10] + bytes([damaged[10] ^ 1]) + damaged[11:]) is None

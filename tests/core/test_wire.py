@@ -193,6 +193,7 @@ def test_hello_of_another_version_still_decodes_its_version() -> None:
         [3, "c", "a", "member", b"x" * 16, "a:7401", 5],  # what a v3 node sends
         [3, "c", "a", "member", b"x" * 16, "a:7401", 5, 7501],  # our shape, old number
         [4, "c", "a", "member", b"x" * 16, "a:7401", 5, 7501],  # v4: HELLO as ours, rows
+        [5, "c", "a", "member", b"x" * 16, "a:7401", 5, 7501],  # v5: long frames' tags
         [3],
     ],
 )
@@ -200,7 +201,7 @@ def test_an_older_hello_decodes_as_its_version_for_the_handshake_to_refuse(
     fields: list[object],
 ) -> None:
     # Not a malformed frame: the handshake must be able to say "version mismatch".
-    assert PROTOCOL_VERSION == 5
+    assert PROTOCOL_VERSION == 6
     d = Decoder()
     d.feed(frame([1, *fields]))
     (hello,) = list(d)

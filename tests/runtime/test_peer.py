@@ -126,14 +126,14 @@ async def test_a_version_3_peer_is_refused_as_a_version_mismatch(
     payload = msgpack.packb([1, 3, "vsm", "b", "member", b"x" * 16, "b:7401", 5])
     await fb.stream.send_all(len(payload).to_bytes(4, "big") + payload)
     with trio.fail_after(30):
-        with pytest.raises(HandshakeError, match="peer speaks 3, we speak 5") as info:
+        with pytest.raises(HandshakeError, match="peer speaks 3, we speak 6") as info:
             await handshake(fa, ident("a"), initiator=True, time_limit_s=5)
         assert info.value.kind == "version_mismatch"
         # and the old peer is told why, after our HELLO of 8 fields
         hello = await fb.receive()
-        assert isinstance(hello, Hello) and hello.version == 5 and len(hello.to_wire()) == 8
+        assert isinstance(hello, Hello) and hello.version == 6 and len(hello.to_wire()) == 8
         bye = await fb.receive()
-        assert isinstance(bye, Bye) and bye.reason == "version_mismatch: we speak version 5"
+        assert isinstance(bye, Bye) and bye.reason == "version_mismatch: we speak version 6"
 
 
 async def test_hello_carries_each_sides_algedonic_port(autojump_clock: trio.abc.Clock) -> None:
