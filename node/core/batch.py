@@ -58,6 +58,7 @@ _STAMP = operator.itemgetter(4)
 _new = tuple.__new__
 _chain = chain.from_iterable
 _values = dict.values
+_union = set().union  # a new set of the keys of all the given dicts
 _DICT = frozenset((dict,))
 _INT = frozenset((int,))
 _STR = frozenset((str,))
@@ -150,8 +151,10 @@ class Run(NamedTuple):
             and max(physical) <= MAX_PHYSICAL
             and min(logical) >= 0
             and max(logical) <= MAX_LOGICAL
-            # check_data's fast path: flat maps of scalars under string keys
-            and _STR.issuperset(map(type, _chain(data)))
+            # check_data's fast path: flat maps of scalars under string keys.
+            # The keys are checked once per distinct key: the decoder interns
+            # them, and a set takes a dict's keys with their stored hashes.
+            and _STR.issuperset(map(type, _union(*data)))
             and _SCALARS.issuperset(map(type, _chain(map(_values, data))))
         ):
             return None

@@ -192,6 +192,7 @@ def test_a_bad_shared_field_refuses_every_event_of_the_run(index: int, value: ob
     ("column", "value"),
     [
         (5, {"k": b"\x00" * 3, 1: 2}),  # a key that is not a string
+        (5, {"task": 1, b"task": 2}),  # a bytes key (the decoder's other kind)
         (5, "not a map"),
         (6, MAX_PHYSICAL + 1),
         (6, 1.5),
