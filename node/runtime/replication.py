@@ -498,12 +498,9 @@ class Replicator:
         max_hops = self.config.max_hops
         limit = self.hlc.wall() + self.config.max_offset_ms
         accepted: list[Event] = []
-        # The highest stamp of what was accepted: per run accepted whole, its
-        # largest physical and logical values (a bound at least as high as each
-        # of its stamps, found in C); per event for the rest.
+        # Per run accepted whole: its column maxima, a bound on its stamps (in C)
         tops: list[Timestamp] = []
-        bulk = 0  # events accepted in whole runs
-        uniform = False  # of one type and channel (when the only run accepted)
+        bulk, uniform = 0, False  # events in whole runs; one type and channel
         seq = msg.first_seq
         single: list[Any] = []  # consecutive single events, checked together
         for item in items:
